@@ -1,0 +1,232 @@
+"""Image augmentation ops for contrastive views (TensorFlow, stateless randomness).
+
+Every op takes ONE float32 image in [0, 1] of shape (H, W, 3) and a seed tensor of shape (2,) (int32/int64) and
+returns a float32 image in [0, 1]. All randomness is stateless (`tf.random.stateless_*`), so the same seed gives
+the same output eagerly and inside `tf.data` (where ops run in a graph); sub-seeds are derived with
+`tf.random.experimental.stateless_split`.
+
+The SimCLR view (Chen et al. 2020, appendix A) is: random resized crop -> horizontal flip -> colour jitter
+(strength s, random order, p=0.8) -> grayscale (p=0.2) -> Gaussian blur -> solarize (BYOL's second view).
+`simclr_view` composes these from a ConfigDict built by `default_aug_config`.
+"""
+from typing import Any, Sequence, Tuple
+
+import ml_collections
+import tensorflow as tf
+
+
+def _get(cfg: Any, name: str, default: Any) -> Any:
+  """Reads `cfg.name` from a ConfigDict or a plain dict, with a default."""
+  if hasattr(cfg, "get"):
+    return cfg.get(name, default)
+  return getattr(cfg, name, default)
+
+
+def _split(seed: tf.Tensor, num: int) -> tf.Tensor:
+  """Splits a (2,) seed into `num` independent (2,) seeds, shape (num, 2)."""
+  return tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=num)
+
+
+def _uniform(seed: tf.Tensor, minval: float = 0.0, maxval: float = 1.0) -> tf.Tensor:
+  return tf.random.stateless_uniform([], seed=seed, minval=minval, maxval=maxval, dtype=tf.float32)
+
+
+def _apply_with_prob(fn, image: tf.Tensor, seed: tf.Tensor, prob: float) -> tf.Tensor:
+  """Applies `fn(image)` with probability `prob` (decided by `seed`); python-level skip when prob <= 0 or >= 1."""
+  if prob <= 0.0:
+    return image
+  if prob >= 1.0:
+    return fn(image)
+  return tf.cond(_uniform(seed) < prob, lambda: fn(image), lambda: image)
+
+
+def random_resized_crop(image: tf.Tensor, seed: tf.Tensor, size: int,
+                        area_range: Tuple[float, float] = (0.08, 1.0),
+                        aspect_range: Tuple[float, float] = (3 / 4, 4 / 3),
+                        method: str = "bicubic") -> tf.Tensor:
+  """Inception-style crop: a random box of relative area in `area_range` and aspect ratio in `aspect_range`.
+
+  Args:
+    image: float32 (H, W, 3) in [0, 1].
+    seed: (2,) int seed.
+    size: output side; the crop is resized to (size, size).
+    area_range: (min, max) fraction of the image area covered by the crop.
+    aspect_range: (min, max) width / height ratio of the crop.
+    method: tf.image.resize method ('bicubic' as in SimCLR, 'bilinear' is faster).
+
+  Returns:
+    float32 (size, size, 3) in [0, 1].
+  """
+  shape = tf.shape(image)
+  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=tf.cast(seed, tf.int64),
+      min_object_covered=0.0, aspect_ratio_range=list(aspect_range), area_range=list(area_range),
+      max_attempts=100, use_image_if_no_bounding_boxes=True)
+  crop = tf.slice(image, begin, crop_size)
+  crop = tf.image.resize(crop, [size, size], method=method)
+  crop = tf.ensure_shape(crop, [size, size, None])
+  return tf.clip_by_value(crop, 0.0, 1.0)
+
+
+def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """Horizontal flip with probability 1/2."""
+  return tf.image.stateless_random_flip_left_right(image, seed=tf.cast(seed, tf.int64))
+
+
+def color_jitter(image: tf.Tensor, seed: tf.Tensor, strength: float, prob: float = 0.8) -> tf.Tensor:
+  """SimCLR colour distortion: brightness, contrast, saturation (0.8 s) and hue (0.2 s) in a random order.
+
+  Brightness is multiplicative (SimCLR v2). The four factors are drawn first, then applied in an order given by a
+  stateless random permutation (tf.switch_case per slot), clipping to [0, 1] after each. The whole jitter is
+  applied with probability `prob`.
+  """
+  if strength <= 0.0:
+    return image
+  b, c, s, h = 0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength
+  seeds = _split(seed, 6)
+  bright = _uniform(seeds[0], max(0.0, 1.0 - b), 1.0 + b)
+  contrast = _uniform(seeds[1], max(0.0, 1.0 - c), 1.0 + c)
+  sat = _uniform(seeds[2], max(0.0, 1.0 - s), 1.0 + s)
+  hue = _uniform(seeds[3], -h, h)
+  order = tf.argsort(tf.random.stateless_uniform([4], seed=seeds[4]))
+
+  ops = (
+      lambda y: y * bright,
+      lambda y: tf.image.adjust_contrast(y, contrast),
+      lambda y: tf.image.adjust_saturation(y, sat),
+      lambda y: tf.image.adjust_hue(y, hue),
+  )
+
+  def jitter(x):
+    for i in range(4):
+      # Bind the current x into each branch (default arguments, not late-binding closures).
+      x = tf.switch_case(order[i], [lambda f=f, x=x: f(x) for f in ops])
+      x = tf.clip_by_value(x, 0.0, 1.0)
+    return x
+
+  return _apply_with_prob(jitter, image, seeds[5], prob)
+
+
+def to_grayscale(image: tf.Tensor) -> tf.Tensor:
+  """Luma grayscale, repeated to 3 channels."""
+  return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])
+
+
+def random_grayscale(image: tf.Tensor, seed: tf.Tensor, prob: float = 0.2) -> tf.Tensor:
+  """Converts to grayscale (3 equal channels) with probability `prob`."""
+  return _apply_with_prob(to_grayscale, image, seed, prob)
+
+
+def blur_kernel_size(side: int) -> int:
+  """Odd kernel side of about 10% of the image side (SimCLR): 32 -> 3, 96 -> 9, 224 -> 23."""
+  radius = max(int(side) // 10 // 2, 1)
+  return 2 * radius + 1
+
+
+def _blur(image: tf.Tensor, sigma: tf.Tensor, kernel_size: int) -> tf.Tensor:
+  radius = kernel_size // 2
+  x = tf.cast(tf.range(-radius, radius + 1), tf.float32)
+  k = tf.exp(-0.5 * tf.square(x / sigma))
+  k = k / tf.reduce_sum(k)
+  k_h = tf.tile(tf.reshape(k, [1, kernel_size, 1, 1]), [1, 1, 3, 1])
+  k_v = tf.tile(tf.reshape(k, [kernel_size, 1, 1, 1]), [1, 1, 3, 1])
+  # Reflect padding keeps the borders from darkening (zero padding would).
+  padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+  out = tf.nn.depthwise_conv2d(padded, k_h, strides=[1, 1, 1, 1], padding="VALID")
+  out = tf.nn.depthwise_conv2d(out, k_v, strides=[1, 1, 1, 1], padding="VALID")
+  return tf.clip_by_value(out[0], 0.0, 1.0)
+
+
+def gaussian_blur(image: tf.Tensor, seed: tf.Tensor, prob: float,
+                  sigma_range: Tuple[float, float] = (0.1, 2.0)) -> tf.Tensor:
+  """Separable Gaussian blur, kernel `blur_kernel_size(H)`, sigma ~ U(sigma_range), with probability `prob`.
+
+  The image side must be static (it is after random_resized_crop); the kernel size follows the height.
+  """
+  side = image.shape[0]
+  if side is None:
+    raise ValueError("gaussian_blur needs a static image height; apply it after random_resized_crop.")
+  seeds = _split(seed, 2)
+  sigma = _uniform(seeds[0], sigma_range[0], sigma_range[1])
+  ksize = blur_kernel_size(side)
+  return _apply_with_prob(lambda x: _blur(x, sigma, ksize), image, seeds[1], prob)
+
+
+def solarize(image: tf.Tensor, seed: tf.Tensor, prob: float, threshold: float = 0.5) -> tf.Tensor:
+  """Inverts pixels >= threshold with probability `prob` (BYOL view 2)."""
+  return _apply_with_prob(lambda x: tf.where(x < threshold, x, 1.0 - x), image, seed, prob)
+
+
+def default_aug_config(image_size: int, color_strength: float = 0.5,
+                       blur_prob: float = 0.0) -> ml_collections.ConfigDict:
+  """The SimCLR view as a config (CIFAR: strength 0.5, no blur; ImageNet: strength 1.0, blur 0.5)."""
+  return ml_collections.ConfigDict(dict(
+      image_size=image_size,
+      crop_area_min=0.08, crop_area_max=1.0,
+      aspect_min=3 / 4, aspect_max=4 / 3,
+      flip=True,
+      color_strength=color_strength, color_prob=0.8,
+      gray_prob=0.2,
+      blur_prob=blur_prob, blur_sigma_min=0.1, blur_sigma_max=2.0,
+      solarize_prob=0.0,
+      resize_method="bicubic",
+  ))
+
+
+def simclr_view(image: tf.Tensor, seed: tf.Tensor, cfg: Any) -> tf.Tensor:
+  """One augmented view: crop -> flip -> colour jitter -> grayscale -> blur -> solarize.
+
+  Args:
+    image: float32 (H, W, 3) in [0, 1], any size.
+    seed: (2,) int seed for this view.
+    cfg: aug ConfigDict (see `default_aug_config`).
+
+  Returns:
+    float32 (image_size, image_size, 3) in [0, 1].
+  """
+  s = _split(seed, 6)
+  size = int(_get(cfg, "image_size", 32))
+  x = random_resized_crop(
+      image, s[0], size,
+      area_range=(_get(cfg, "crop_area_min", 0.08), _get(cfg, "crop_area_max", 1.0)),
+      aspect_range=(_get(cfg, "aspect_min", 3 / 4), _get(cfg, "aspect_max", 4 / 3)),
+      method=_get(cfg, "resize_method", "bicubic"))
+  if _get(cfg, "flip", True):
+    x = random_flip(x, s[1])
+  x = color_jitter(x, s[2], float(_get(cfg, "color_strength", 0.5)), float(_get(cfg, "color_prob", 0.8)))
+  x = random_grayscale(x, s[3], float(_get(cfg, "gray_prob", 0.2)))
+  x = gaussian_blur(x, s[4], float(_get(cfg, "blur_prob", 0.0)),
+                    (_get(cfg, "blur_sigma_min", 0.1), _get(cfg, "blur_sigma_max", 2.0)))
+  x = solarize(x, s[5], float(_get(cfg, "solarize_prob", 0.0)))
+  return x
+
+
+def eval_view(image: tf.Tensor, image_size: int) -> tf.Tensor:
+  """Deterministic eval view: identity if already (image_size, image_size); else resize the shorter side to
+  image_size (bilinear, antialiased) and centre-crop a square."""
+  static = image.shape
+  if static[0] == image_size and static[1] == image_size:
+    return image
+  shape = tf.shape(image)
+  h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+  scale = float(image_size) / tf.minimum(h, w)
+  new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), image_size)
+  new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), image_size)
+  x = tf.image.resize(image, [new_h, new_w], method="bilinear", antialias=True)
+  top = (new_h - image_size) // 2
+  left = (new_w - image_size) // 2
+  x = tf.slice(x, [top, left, 0], [image_size, image_size, -1])
+  x = tf.ensure_shape(x, [image_size, image_size, None])
+  return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def views_seeds(seed: tf.Tensor) -> tf.Tensor:
+  """Two independent (2,) seeds for the two views of one element, shape (2, 2)."""
+  return _split(seed, 2)
+
+
+__all__: Sequence[str] = (
+    "random_resized_crop", "random_flip", "color_jitter", "random_grayscale", "to_grayscale",
+    "blur_kernel_size", "gaussian_blur", "solarize", "simclr_view", "default_aug_config", "eval_view",
+    "views_seeds",
+)

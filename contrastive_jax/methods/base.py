@@ -1,0 +1,118 @@
+"""The method plug-in API and the pieces most methods share.
+
+A method is a module in this package with `create(config, num_classes) -> Method`. The trainer
+knows nothing else about it:
+
+  init(rng, images) -> {'params', 'batch_stats', 'extras'}
+  loss_fn(params, state, batch, rng, step) -> (loss, aux)
+      Runs inside shard_map on one device's shard (axis 'data'). `loss` is the GLOBAL loss
+      (the same value on every device, built with collectives); under shard_map(check_vma=True)
+      its gradient w.r.t. the replicated params is then exactly the global-batch gradient.
+      aux: {'batch_stats': new stats, 'metrics': {name: global scalar},
+            'extras_update': whatever post_update needs (or None)}.
+  post_update(extras, new_params, extras_update, step) -> new extras   (EMA targets, queues)
+  embed(state_like, images) -> features before the projection head (eval mode, no collectives).
+"""
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from contrastive_jax import losses
+from contrastive_jax.models import heads, networks, resnet
+
+AXIS = "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  init: Callable[..., dict]
+  loss_fn: Callable[..., tuple[jax.Array, dict]]
+  embed: Callable[..., jax.Array]
+  post_update: Callable[..., Any] = lambda extras, params, update, step: extras
+  # The encoder parameters live under params[encoder_key] (used by evaluation and fine-tuning).
+  encoder_path: tuple[str, ...] = ("encoder",)
+
+
+def build_encoder(config, *, axis_name: str | None = AXIS) -> nn.Module:
+  m = config.model
+  return resnet.get_encoder(m.name, width=m.get("width", 1.0), stem=m.get("stem", "cifar"),
+                            norm=m.get("norm", "batch"), bn_axis_name=axis_name,
+                            dtype=jnp.bfloat16 if m.get("dtype", "float32") == "bfloat16" else jnp.float32)
+
+
+def build_mlp(hidden_dims, out_dim, *, last_bn=True, axis_name: str | None = AXIS) -> nn.Module:
+  return heads.MLP(hidden_dims=tuple(hidden_dims), out_dim=out_dim, last_bn=last_bn,
+                   bn_axis_name=axis_name)
+
+
+def build_net(config, num_classes: int, *, predictor: bool = False,
+              axis_name: str | None = AXIS) -> nn.Module:
+  """Encoder -> projector (config.head) [-> predictor (config.predictor)] + online probe."""
+  h = config.head
+  projector = build_mlp(h.hidden_dims, h.out_dim, last_bn=h.get("last_bn", True), axis_name=axis_name)
+  pred = None
+  if predictor:
+    p = config.predictor
+    pred = build_mlp(p.hidden_dims, p.out_dim, last_bn=p.get("last_bn", False), axis_name=axis_name)
+  return networks.ContrastiveNet(encoder=build_encoder(config, axis_name=axis_name),
+                                 projector=projector, predictor=pred, num_classes=num_classes)
+
+
+def init_net(net: nn.Module, rng: jax.Array, images: jax.Array) -> dict:
+  variables = net.init({"params": rng}, images, train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def apply_train(net: nn.Module, params, batch_stats, images) -> tuple[dict, Any]:
+  """Forward in training mode; returns (outputs, new batch_stats)."""
+  if batch_stats:
+    out, updates = net.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
+                             mutable=["batch_stats"])
+    return out, updates["batch_stats"]
+  return net.apply({"params": params}, images, train=True), batch_stats
+
+
+def apply_eval(net: nn.Module, params, batch_stats, images) -> dict:
+  variables = {"params": params}
+  if batch_stats:
+    variables["batch_stats"] = batch_stats
+  return net.apply(variables, images, train=False)
+
+
+def probe_loss(logits: jax.Array, labels: jax.Array, axis_name: str | None = AXIS):
+  """Global mean cross-entropy and accuracy of the online linear probe."""
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  n = jnp.asarray(labels.shape[0], jnp.float32)
+  s_ce, s_acc = ce.sum(), correct.sum()
+  if axis_name is not None:
+    s_ce, s_acc, n = jax.lax.psum((s_ce, s_acc, n), axis_name)
+  return s_ce / n, s_acc / n
+
+
+def global_mean(x: jax.Array, axis_name: str | None = AXIS) -> jax.Array:
+  """Mean of a per-device scalar over the mesh (equal shard sizes)."""
+  return jax.lax.pmean(x, axis_name) if axis_name is not None else x
+
+
+def collapse_std(z: jax.Array, axis_name: str | None = AXIS) -> jax.Array:
+  """Per-dimension std of L2-normalised embeddings over the global batch (SimSiam's monitor)."""
+  zn = z.astype(jnp.float32)
+  zn = zn / (jnp.linalg.norm(zn, axis=-1, keepdims=True) + 1e-12)
+  if axis_name is not None:
+    zn = jax.lax.all_gather(zn, axis_name, tiled=True)
+  return jax.lax.pmean(losses.embedding_std(zn), axis_name) if axis_name else losses.embedding_std(zn)
+
+
+def two_views(batch) -> tuple[jax.Array, int]:
+  """Concatenates the two views so both go through one forward pass (one set of BN statistics)."""
+  return jnp.concatenate([batch["view1"], batch["view2"]], axis=0), batch["view1"].shape[0]
+
+
+def ema(target, online, momentum):
+  return jax.tree.map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)

@@ -1,0 +1,198 @@
+"""The one generic pre-training loop: mesh, data, init or resume, step loop, log, checkpoint, eval.
+
+A method plugs in through contrastive_jax.methods (see methods/base.py); nothing here knows
+which method runs.
+"""
+import json
+import logging
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import PartitionSpec as P
+
+from contrastive_jax import checkpoint, metrics as metrics_lib, methods, optim, sharding
+from contrastive_jax.state import TrainState
+
+
+# ----------------------------------------------------------------------------- the step
+
+def make_train_step(method, tx, schedule, mesh):
+  """jit(shard_map(step)) : (state, global batch) -> (state, metrics); state donated."""
+
+  def step_body(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(sharding.DATA_AXIS))
+
+    def loss_fn(params):
+      return method.loss_fn(params, state, batch, rng, state.step)
+
+    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    extras = method.post_update(state.extras, params, aux.get("extras_update"), state.step)
+    m = dict(aux["metrics"])
+    m["learning_rate"] = schedule(state.step)
+    m["grad_norm"] = optax.global_norm(grads)
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=aux["batch_stats"],
+                              opt_state=opt_state, extras=extras)
+    return new_state, m
+
+  body = jax.shard_map(step_body, mesh=mesh, in_specs=(P(), P(sharding.DATA_AXIS)),
+                       out_specs=(P(), P()))
+  return jax.jit(body, donate_argnums=0)
+
+
+def create_state(method, tx, config, mesh, image_shape) -> TrainState:
+  """Shapes first (eval_shape), then the real, replicated state (jit with out_shardings)."""
+  def init_fn(rng):
+    init_rng, state_rng = jax.random.split(rng)
+    dummy = jnp.zeros((2, *image_shape), jnp.float32)
+    v = method.init(init_rng, dummy)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"],
+                      batch_stats=v["batch_stats"], opt_state=tx.init(v["params"]),
+                      extras=v["extras"], rng=state_rng)
+
+  rng = jax.random.key(config.seed)
+  abstract = jax.eval_shape(init_fn, rng)
+  shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+  return jax.jit(init_fn, out_shardings=shardings)(rng)
+
+
+# ----------------------------------------------------------------------------- config checks
+
+def resolve_schedule(config, train_size: int) -> tuple[int, int]:
+  """(steps_per_epoch, total_steps); total_steps wins when > 0."""
+  steps_per_epoch = train_size // config.batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(f"config.batch_size={config.batch_size} is larger than the training split "
+                     f"({train_size} examples); lower config.batch_size.")
+  if config.total_steps and config.total_steps > 0:
+    return steps_per_epoch, int(config.total_steps)
+  if config.total_epochs <= 0:
+    raise ValueError("Set config.total_steps > 0 or config.total_epochs > 0.")
+  return steps_per_epoch, max(1, int(math.ceil(config.total_epochs * steps_per_epoch)))
+
+
+def config_fingerprint(config) -> dict:
+  """The fields a checkpoint cannot be resumed across (anything else may change, and is reported)."""
+  return {"method": config.method, "model": config.model.to_dict(), "head": config.head.to_dict(),
+          "batch_size": config.batch_size, "dataset": config.dataset, "seed": config.seed,
+          "image_size": config.image_size, "method_args": config.method_args.to_dict()}
+
+
+def check_resume(saved: dict, config, total_steps: int) -> None:
+  """Fails when the checkpoint was made by a different run; allows more steps and logging changes."""
+  now = json.loads(json.dumps(config_fingerprint(config)))
+  old = saved.get("fingerprint", {})
+  diffs = [f"{k}: checkpoint has {old.get(k)!r}, config has {now[k]!r}"
+           for k in now if k in old and old[k] != now[k]]
+  if diffs:
+    raise ValueError(
+        "The checkpoint in this workdir was written by a different configuration:\n  "
+        + "\n  ".join(diffs)
+        + "\nUse a new --workdir for the new configuration, or restore the old values.")
+  if saved.get("total_steps") not in (None, total_steps):
+    logging.warning("Resuming with total_steps %s (checkpoint was made with %s): the LR schedule "
+                    "is stretched from here on.", total_steps, saved.get("total_steps"))
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def knn_eval(method, state, config, mesh, data, num_classes) -> dict:
+  """kNN top-1 (k=config.knn.k) of the current encoder: test split vs the training split."""
+  from contrastive_jax.evaluators import features as feats_lib, knn  # pylint: disable=g-import-not-at-top
+  embed_step = feats_lib.make_embed_step(method, mesh)
+  t0 = time.time()
+  bank = feats_lib.compute_features(embed_step, state, data.eval_batches(config.train_split), mesh)
+  test = feats_lib.compute_features(embed_step, state, data.eval_batches(config.eval_split), mesh)
+  res = knn.knn_classify(bank[0], bank[1], test[0], test[1], num_classes=num_classes,
+                         ks=(int(config.knn.k),), temperature=float(config.knn.temperature),
+                         mesh=mesh)
+  logging.info("kNN top-1 %.4f (bank %d, test %d, %.1fs)", res["knn_top1"], len(bank[0]),
+               len(test[0]), time.time() - t0)
+  return {"knn_top1": float(res["knn_top1"])}
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Pre-trains config.method; resumes from workdir; returns the final results dict."""
+  from contrastive_jax.data import source  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  is_main = jax.process_index() == 0
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size)
+  data = source.DataSource(config)                    # fails fast on a missing dataset
+  steps_per_epoch, total_steps = resolve_schedule(config, data.train_size)
+  method = methods.get_method(config, data.num_classes)
+  tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
+                                        total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+    metrics_lib.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+
+  state = create_state(method, tx, config, mesh, data.image_shape)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
+                                 save_every=config.checkpoint_every_steps)
+  restored = ckpt.restore_latest_good(checkpoint.abstract_like(state))
+  if restored is not None:
+    step0, state, meta = restored
+    check_resume(meta, config, total_steps)
+    logging.info("Resumed from %s at step %d.", ckpt.directory, step0)
+  meta = {"fingerprint": config_fingerprint(config), "total_steps": total_steps}
+  start_step = int(state.step)
+
+  writer = metrics_lib.MetricWriter(workdir)
+  results: dict[str, Any] = {}
+  if config.eval_at_start and start_step == 0:
+    results["knn_top1_random_init"] = knn_eval(method, state, config, mesh, data,
+                                               data.num_classes)["knn_top1"]
+    writer.write(0, {"knn_top1": results["knn_top1_random_init"]})
+    metrics_lib.update_results(workdir, results)
+
+  train_step = make_train_step(method, tx, schedule, mesh)
+  batches = data.train_batches(start_step=start_step)
+  eval_every = (int(round(config.eval_every_epochs * steps_per_epoch))
+                if config.eval_every_epochs > 0 else 0)
+  progress = metrics_lib.Progress(total_steps, start_step, config.batch_size)
+  pending: list[tuple[int, dict]] = []
+  step = start_step
+  t_start = time.time()
+  while step < total_steps:
+    batch = sharding.global_batch(next(batches), mesh)
+    state, m = train_step(state, batch)
+    step += 1
+    pending.append((step, m))
+    if step % config.log_every_steps == 0 or step == total_steps:
+      host = [(s, jax.tree.map(float, sharding.to_host(x))) for s, x in pending]
+      pending.clear()
+      rate = progress.rate(step)
+      for s, hm in host:
+        if not all(math.isfinite(v) for v in hm.values()):
+          ckpt.wait()
+          raise FloatingPointError(
+              f"Non-finite metrics at step {s}: {hm}. Last good checkpoint: "
+              f"{ckpt.directory}/{ckpt.latest_step()} (left intact).")
+      last = host[-1][1]
+      last["images_per_sec"] = rate
+      writer.write(step, last)
+      progress.print(step, last, rate)
+    ckpt.save(step, state, meta)
+    if eval_every and step % eval_every == 0 and step < total_steps:
+      writer.write(step, knn_eval(method, state, config, mesh, data, data.num_classes))
+  ckpt.save(step, state, meta, force=True)
+  train_time = time.time() - t_start
+  final = knn_eval(method, state, config, mesh, data, data.num_classes)
+  writer.write(step, final)
+  results.update(final)
+  results.update({"steps": step, "train_time_s": train_time, "method": config.method})
+  results = metrics_lib.update_results(workdir, results)
+  ckpt.close()
+  writer.close()
+  return results
