@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from contrastive_jax.models import ContrastiveNet, MLP, get_encoder, resnet
 
@@ -19,11 +19,11 @@ def _images(b=4, s=16, seed=0):
   return jax.random.uniform(jax.random.key(seed), (b, s, s, 3))
 
 
-@pytest.mark.parametrize("name,feat", [("resnet_micro", 64), ("resnet_tiny", 128)])
 @pytest.mark.parametrize("stem", ["cifar", "imagenet"])
 @pytest.mark.parametrize("norm", ["batch", "group", "layer"])
-def test_small_encoder_shapes(name, feat, stem, norm):
-  model = get_encoder(name, stem=stem, norm=norm)
+def test_micro_encoder_shapes(stem, norm):
+  feat = 64
+  model = get_encoder("resnet_micro", stem=stem, norm=norm)
   x = _images(2, 32)
   variables = model.init(jax.random.key(0), x, train=False)
   if norm == "batch":
@@ -35,6 +35,26 @@ def test_small_encoder_shapes(name, feat, stem, norm):
   assert out.shape == (2, feat) and out.dtype == jnp.float32
   assert np.all(np.isfinite(out))
   assert model.apply(variables, x, train=False).shape == (2, feat)
+
+
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+@pytest.mark.parametrize("norm", ["batch", "group", "layer"])
+def test_tiny_encoder_shapes(stem, norm):
+  model = get_encoder("resnet_tiny", stem=stem, norm=norm)
+  x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+  v = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x)
+  assert ("batch_stats" in v) == (norm == "batch")
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])[0], v, x)
+  assert out.shape == (2, 128) and out.dtype == jnp.float32
+
+
+@pytest.mark.slow
+def test_resnet_tiny_forward():
+  model = get_encoder("resnet_tiny")
+  x = _images(2, 32)
+  v = model.init(jax.random.key(0), x, train=False)
+  out, _ = model.apply(v, x, train=True, mutable=["batch_stats"])
+  assert out.shape == (2, 128) and np.all(np.isfinite(out))
 
 
 def test_resnet_tiny_param_count():
@@ -151,8 +171,9 @@ def test_probe_never_changes_encoder(norm):
       l = l + 100.0 * -jnp.mean(jnp.take_along_axis(logp, labels[:, None], 1))
     return l
 
-  g0 = jax.grad(loss)(v["params"], False)
-  g1 = jax.grad(loss)(v["params"], True)
+  grad = jax.jit(jax.grad(loss), static_argnums=1)
+  g0 = grad(v["params"], False)
+  g1 = grad(v["params"], True)
   for k in ("encoder", "projector", "predictor"):
     jax.tree.map(np.testing.assert_array_equal, g0[k], g1[k])
   assert float(jnp.abs(g1["probe"]["kernel"]).sum()) > 0
@@ -176,6 +197,8 @@ def test_synchronised_batchnorm_matches_single_device():
 
   sharded = jax.jit(jax.shard_map(functools.partial(fwd, sync), mesh=mesh, in_specs=(P(), P("data")),
                                   out_specs=(P("data"), P("data"), P())))
+  replicated, by_row = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  v, x = jax.device_put(v, replicated), jax.device_put(x, by_row)
   proj_n, feat_n, stats_n = sharded(v, x)
   proj_1, feat_1, stats_1 = jax.jit(functools.partial(fwd, single))(v, x)
   np.testing.assert_allclose(feat_n, feat_1, rtol=1e-4, atol=1e-5)
