@@ -1,4 +1,5 @@
 """Each plot function writes a real PNG (non-empty, > 5 KB) from tiny inputs."""
+
 import json
 import os
 import warnings
@@ -28,14 +29,16 @@ def test_embedding_2d_pca(tmp_path):
 def test_embedding_2d_tsne_falls_back_to_pca_without_sklearn(tmp_path):
   try:
     import sklearn  # noqa: F401
+
     pytest.skip("scikit-learn installed: t-SNE runs for real")
   except ImportError:
     pass
   rng = np.random.default_rng(0)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    path = plots.plot_embedding_2d(rng.normal(size=(12, 4)), np.arange(12) % 3, NAMES, str(tmp_path / "t.png"),
-                                   method="tsne")
+    path = plots.plot_embedding_2d(
+        rng.normal(size=(12, 4)), np.arange(12) % 3, NAMES, str(tmp_path / "t.png"), method="tsne"
+    )
   assert _is_png(path)
   assert any("scikit-learn" in str(w.message) for w in caught)
 
@@ -46,8 +49,9 @@ def test_retrieval_grid(tmp_path):
   n = rng.uniform(size=(2, 3, 8, 8, 3))
   path = plots.plot_retrieval_grid(q, n, [0, 1], [[0, 1, 0], [1, 1, 2]], NAMES, str(tmp_path / "ret.png"))
   assert _is_png(path)
-  gray = plots.plot_retrieval_grid(q[..., :1], n[..., :1], [0, 1], [[0, 1, 0], [1, 1, 2]], None,
-                                   str(tmp_path / "gray.png"))
+  gray = plots.plot_retrieval_grid(
+      q[..., :1], n[..., :1], [0, 1], [[0, 1, 0], [1, 1, 2]], None, str(tmp_path / "gray.png")
+  )
   assert _is_png(gray)
 
 

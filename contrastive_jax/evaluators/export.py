@@ -8,37 +8,37 @@ import numpy as np
 
 
 def export_embeddings(path: str, features, labels, ids=None) -> str:
-    """Writes features (n, d), labels (n,) and ids (n,) to an .npz file, atomically.
+  """Writes features (n, d), labels (n,) and ids (n,) to an .npz file, atomically.
 
-    Args:
-      path: output path; '.npz' is appended when missing.
-      features: (n, d) array (saved as float32).
-      labels: (n,) int labels.
-      ids: (n,) example ids (ints or strings); default range(n).
+  Args:
+    path: output path; '.npz' is appended when missing.
+    features: (n, d) array (saved as float32).
+    labels: (n,) int labels.
+    ids: (n,) example ids (ints or strings); default range(n).
 
-    Returns:
-      The path written.
-    """
-    features = np.asarray(features, np.float32)
-    labels = np.asarray(labels).reshape(-1)
-    ids = np.arange(features.shape[0]) if ids is None else np.asarray(ids).reshape(-1)
-    if ids.dtype == object:
-        ids = ids.astype(str)
-    if not (features.ndim == 2 and features.shape[0] == labels.shape[0] == ids.shape[0]):
-        raise ValueError(
-            f"export_embeddings: need features (n, d), labels (n,), ids (n,); got {features.shape}, "
-            f"{labels.shape}, {ids.shape}"
-        )
-    if not path.endswith(".npz"):
-        path += ".npz"
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:  # a file object stops np.savez from renaming tmp to tmp.npz
-        np.savez(f, features=features, labels=labels, ids=ids)
-    os.replace(tmp, path)
-    return path
+  Returns:
+    The path written.
+  """
+  features = np.asarray(features, np.float32)
+  labels = np.asarray(labels).reshape(-1)
+  ids = np.arange(features.shape[0]) if ids is None else np.asarray(ids).reshape(-1)
+  if ids.dtype == object:
+    ids = ids.astype(str)
+  if not (features.ndim == 2 and features.shape[0] == labels.shape[0] == ids.shape[0]):
+    raise ValueError(
+        f"export_embeddings: need features (n, d), labels (n,), ids (n,); got {features.shape}, "
+        f"{labels.shape}, {ids.shape}"
+    )
+  if not path.endswith(".npz"):
+    path += ".npz"
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:  # a file object stops np.savez from renaming tmp to tmp.npz
+    np.savez(f, features=features, labels=labels, ids=ids)
+  os.replace(tmp, path)
+  return path
 
 
 def load_embeddings(path: str) -> dict[str, np.ndarray]:
-    """Reads an `export_embeddings` file: {'features', 'labels', 'ids'} (no pickled objects are allowed)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in ("features", "labels", "ids")}
+  """Reads an `export_embeddings` file: {'features', 'labels', 'ids'} (no pickled objects are allowed)."""
+  with np.load(path, allow_pickle=False) as data:
+    return {k: data[k] for k in ("features", "labels", "ids")}

@@ -46,8 +46,17 @@ def _pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return x @ comps.T, var[:2]
 
 
-def plot_embedding_2d(features, labels, class_names, path: str, method: str = "pca", *, title: str | None = None,
-                      max_points: int = 5000, seed: int = 0) -> str:
+def plot_embedding_2d(
+    features,
+    labels,
+    class_names,
+    path: str,
+    method: str = "pca",
+    *,
+    title: str | None = None,
+    max_points: int = 5000,
+    seed: int = 0,
+) -> str:
   """Scatter plot of features projected to 2-D, coloured by class.
 
   Args:
@@ -81,12 +90,17 @@ def plot_embedding_2d(features, labels, class_names, path: str, method: str = "p
       warnings.warn("plot_embedding_2d: scikit-learn is not installed; drawing PCA instead of t-SNE")
       method = "pca"
   if method == "tsne":
-    xy = TSNE(n_components=2, init="pca", random_state=seed,
-              perplexity=min(30.0, max(2.0, (x.shape[0] - 1) / 3))).fit_transform(x)
+    xy = TSNE(
+        n_components=2, init="pca", random_state=seed, perplexity=min(30.0, max(2.0, (x.shape[0] - 1) / 3))
+    ).fit_transform(x)
     xlabel, ylabel, how = "t-SNE 1", "t-SNE 2", "t-SNE"
   else:
     xy, var = _pca_2d(x)
-    xlabel, ylabel, how = f"PC 1 ({100 * var[0]:.1f}% of variance)", f"PC 2 ({100 * var[1]:.1f}% of variance)", "PCA"
+    xlabel, ylabel, how = (
+        f"PC 1 ({100 * var[0]:.1f}% of variance)",
+        f"PC 2 ({100 * var[1]:.1f}% of variance)",
+        "PCA",
+    )
 
   fig = Figure(figsize=(8, 6.5), layout="constrained")
   ax = fig.add_subplot()
@@ -135,8 +149,16 @@ def _frame(ax, colour, linestyle, width=4.0) -> None:
     spine.set_linewidth(width)
 
 
-def plot_retrieval_grid(query_images, neighbour_images, query_labels, neighbour_labels, class_names,
-                        path: str, *, title: str = "Nearest neighbours of query images") -> str:
+def plot_retrieval_grid(
+    query_images,
+    neighbour_images,
+    query_labels,
+    neighbour_labels,
+    class_names,
+    path: str,
+    *,
+    title: str = "Nearest neighbours of query images",
+) -> str:
   """One row per query: the query image, then its nearest gallery images in order.
 
   Correct neighbours (same label as the query) get a solid green frame and a tick mark; wrong ones a dashed red
@@ -160,8 +182,10 @@ def plot_retrieval_grid(query_images, neighbour_images, query_labels, neighbour_
   if nl.ndim == 1:
     nl = nl[:, None]
   if ni.shape[:2] != nl.shape or qi.shape[0] != ql.shape[0] or ql.shape[0] != nl.shape[0]:
-    raise ValueError(f"plot_retrieval_grid: shapes disagree: query_images {qi.shape}, neighbour_images {ni.shape}, "
-                     f"query_labels {ql.shape}, neighbour_labels {nl.shape}")
+    raise ValueError(
+        f"plot_retrieval_grid: shapes disagree: query_images {qi.shape}, neighbour_images {ni.shape}, "
+        f"query_labels {ql.shape}, neighbour_labels {nl.shape}"
+    )
   q, k = nl.shape
   names = _names(class_names, int(max(ql.max(), nl.max())) + 1)
   cell = 1.7
@@ -181,8 +205,10 @@ def plot_retrieval_grid(query_images, neighbour_images, query_labels, neighbour_
       ax.set_title(f"{c + 1}. {'✓' if ok else '✗'} {names[nl[r, c]]}", fontsize=9, color=style["color"])
   precision = float((nl == ql[:, None]).mean())
   fig.suptitle(f"{title} (precision@{k} = {100 * precision:.0f}%)", fontsize=11)
-  handles = [Line2D([], [], color=s["color"], linestyle=s["linestyle"], linewidth=3, label=s["label"])
-             for s in (_CORRECT, _WRONG)]
+  handles = [
+      Line2D([], [], color=s["color"], linestyle=s["linestyle"], linewidth=3, label=s["label"])
+      for s in (_CORRECT, _WRONG)
+  ]
   fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
   return _save(fig, path)
 
@@ -241,10 +267,17 @@ def plot_training_curves(metrics_jsonl_path: str, path: str, *, title: str | Non
       if percent and values.max() <= 1.0:
         values = 100 * values
       marker = "o" if len(steps) <= 50 else None
-      line, = ax.plot(steps, values, marker=marker, markersize=4, linewidth=1.6, label=key)
+      (line,) = ax.plot(steps, values, marker=marker, markersize=4, linewidth=1.6, label=key)
       if percent:  # the last accuracy is the number people look for
-        ax.annotate(f"{values[-1]:.1f}%", (steps[-1], values[-1]), textcoords="offset points", xytext=(-4, 6),
-                    ha="right", fontsize=9, color=line.get_color())
+        ax.annotate(
+            f"{values[-1]:.1f}%",
+            (steps[-1], values[-1]),
+            textcoords="offset points",
+            xytext=(-4, 6),
+            ha="right",
+            fontsize=9,
+            color=line.get_color(),
+        )
     ax.set_title(name)
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
@@ -295,6 +328,13 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path: str, *, title: str 
     for i in range(num):
       for j in range(num):
         if counts[i, j] or i == j:
-          ax.text(j, i, f"{counts[i, j]}\n{100 * frac[i, j]:.0f}%", ha="center", va="center", fontsize=8,
-                  color="white" if frac[i, j] > 0.55 else "black")
+          ax.text(
+              j,
+              i,
+              f"{counts[i, j]}\n{100 * frac[i, j]:.0f}%",
+              ha="center",
+              va="center",
+              fontsize=8,
+              color="white" if frac[i, j] > 0.55 else "black",
+          )
   return _save(fig, path)
