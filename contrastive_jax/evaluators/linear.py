@@ -12,6 +12,10 @@ part of the returned params, so `evaluate_linear` takes raw features.
 All pairs of the grid are trained at once: the training loop is one jitted lax.scan over steps, vmapped over the
 grid, and every pair sees the same mini-batches. Softmax cross-entropy, zero init, cosine learning-rate decay to
 0 over all steps, weight decay on the kernel only (not the bias).
+
+Cost: the train features live on the default device in float32 (50k x 512 is 100 MB; ImageNet-1k x 2048 is
+10 GB). On 2 CPU cores, 45k x 512 features, 10 classes, 6 pairs, 30 epochs at batch 1024 plus the refit take
+about 20 s.
 """
 
 from __future__ import annotations

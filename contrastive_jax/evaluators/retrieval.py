@@ -11,6 +11,9 @@ top i. mAP@R is the mean over queries.
 Queries with no gallery item of their label (R = 0) cannot be retrieved for and are left out of every metric
 (their count is reported as 'retrieval_num_queries_skipped'). With exclude_self=True the query set IS the gallery
 (query i is gallery item i) and each query's own item is removed from its ranking and from its R.
+
+Cost: mAP@R ranks the top max(R) gallery items of every query (lax.top_k). That is fast on an accelerator; on
+2 CPU cores, 10k queries against a 50k gallery of 10 classes (R = 5000) take about a minute.
 """
 
 from __future__ import annotations
