@@ -156,7 +156,10 @@ def test_process_shards_are_disjoint_and_cover_one_epoch(tiny_dir, dataset, cach
     assert seen[0] | seen[1] == set(range(n))
 
 
-@pytest.mark.parametrize("dataset,cache", [("synthetic", None), ("tiny_gray", True), ("tiny_gray", False)])
+@pytest.mark.parametrize("dataset,cache", [
+    ("synthetic", None), ("tiny_gray", False),
+    # Same code path as synthetic once the shard is in memory.
+    pytest.param("tiny_gray", True, marks=pytest.mark.slow)])
 def test_resume_equals_uninterrupted_stream(tiny_dir, dataset, cache):
   cfg = _cfg(dataset, tiny_dir, cache=cache)
   b, total = 12, 9  # 25 examples per process (tiny_gray) / 128 (synthetic): crosses epoch boundaries
@@ -200,6 +203,12 @@ def test_epochs_are_reshuffled_and_processes_augment_differently():
 def test_batch_larger_than_shard_is_a_clear_error():
   with pytest.raises(ValueError, match="batch_size"):
     P.pretrain_iterator(_cfg(), batch_size=512, process_index=0, process_count=2)
+
+
+def test_view_size_must_match_image_size():
+  with pytest.raises(ValueError, match="config.aug.image_size=16 differs from config.image_size=32"):
+    P.pretrain_iterator(_cfg(aug=A.default_aug_config(16), image_size=32), batch_size=8, process_index=0,
+                        process_count=1)
 
 
 # -- evaluation --------------------------------------------------------------------------------------------------

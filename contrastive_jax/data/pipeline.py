@@ -80,14 +80,14 @@ def _synthetic_sizes(cfg: Any = None) -> Dict[str, int]:
 
 
 def dataset_info(name: str, data_dir: Optional[str] = None,
-                 cfg: Any = None) -> Tuple[int, Tuple[int, ...], Dict[str, int]]:
+                 config: Any = None) -> Tuple[int, Tuple[int, ...], Dict[str, int]]:
   """(num_classes, image_shape, {split: num_examples}) of a dataset, without reading its records.
 
   image_shape may contain None for datasets of variable image size. Raises ValueError for unknown or unprepared
-  datasets (see `_builder`). `cfg` supplies synthetic_*_size for the synthetic dataset.
+  datasets (see `_builder`). `config` supplies synthetic_*_size for the synthetic dataset.
   """
   if name == SYNTHETIC:
-    return (_SYNTHETIC_NUM_CLASSES, (_SYNTHETIC_SIZE, _SYNTHETIC_SIZE, 3), _synthetic_sizes(cfg))
+    return (_SYNTHETIC_NUM_CLASSES, (_SYNTHETIC_SIZE, _SYNTHETIC_SIZE, 3), _synthetic_sizes(config))
   builder = _builder(name, data_dir)
   features = builder.info.features
   if "image" not in features or "label" not in features:
@@ -249,8 +249,14 @@ def pretrain_dataset(cfg: Any, *, batch_size: int, process_index: Optional[int] 
   seed = int(_get(cfg, "seed", 0) if seed is None else seed)
   aug = cfg.aug
   aug2 = _get(cfg, "aug2", None) or aug
-  if _get(aug, "image_size", None) is None:
-    raise ValueError("config.aug.image_size is not set.")
+  for field, view in (("aug", aug), ("aug2", aug2)):
+    size = _get(view, "image_size", None)
+    if size is None:
+      raise ValueError(f"config.{field}.image_size is not set.")
+    if _get(cfg, "image_size", None) not in (None, size):
+      # Eval batches use config.image_size; training at another size is almost surely a typo'd override.
+      raise ValueError(f"config.{field}.image_size={size} differs from config.image_size={cfg.image_size}; "
+                       f"set both (e.g. --config.image_size=S --config.{field}.image_size=S).")
   shard = _Shard(cfg, _get(cfg, "train_split", "train"), process_index, process_count, _get(cfg, "cache", None))
   n = shard.n
   if n < batch_size:
