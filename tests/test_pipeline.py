@@ -117,6 +117,15 @@ def test_pretrain_batch_format_and_views_differ():
   assert (diffs > 1e-3).all()
 
 
+def test_pretrain_variable_size_colour_dataset_streams(tiny_dir):
+  cfg = _cfg("tiny_var", tiny_dir, image_size=16, cache=True)  # variable sizes cannot be stacked: streams
+  it = P.pretrain_iterator(cfg, batch_size=8, process_index=0, process_count=1)
+  for _ in range(6):  # > one epoch of 40
+    batch = next(it)
+    assert batch["view1"].shape == batch["view2"].shape == (8, 16, 16, 3)
+    assert batch["label"].max() < 4
+
+
 def test_aug2_overrides_second_view():
   aug2 = A.default_aug_config(16)
   aug2.gray_prob = 1.0
