@@ -5,6 +5,8 @@ TFDS paths run on tiny datasets written into a temporary data_dir with tfds.data
 the real CIFAR-10 when /work/shared/tensorflow_datasets (or $TFDS_DATA_DIR) has it.
 """
 import os
+import subprocess
+import sys
 import time
 
 import ml_collections
@@ -103,6 +105,22 @@ def test_synthetic_is_deterministic_with_class_structure():
   assert np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(10, 1)].min() > 3
   assert not np.array_equal(P.synthetic_arrays("test", 200)[0], im1)
   assert P.dataset_info("synthetic", None, _cfg()) == (10, (32, 32, 3), {"train": 256, "test": 101})
+
+
+@pytest.mark.slow  # a fresh interpreter importing TensorFlow: ~10 s
+def test_synthetic_needs_no_tfds():
+  code = ("import sys; sys.modules['tensorflow_datasets'] = None\n"  # any import of tfds now fails
+          "import ml_collections\n"
+          "from contrastive_jax.data import augment, pipeline\n"
+          "cfg = ml_collections.ConfigDict(dict(dataset='synthetic', image_size=32, seed=0,"
+          " aug=augment.default_aug_config(32), synthetic_train_size=64, synthetic_test_size=16))\n"
+          "b = next(pipeline.pretrain_iterator(cfg, batch_size=8, process_index=0, process_count=1))\n"
+          "e = list(pipeline.eval_iterator(cfg, 'test', batch_size=8, process_index=0, process_count=1))\n"
+          "print('OK', b['view1'].shape, len(e))\n")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+  assert "OK (8, 32, 32, 3) 2" in out.stdout, out.stderr[-2000:]
 
 
 def test_pretrain_batch_format_and_views_differ():
