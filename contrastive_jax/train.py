@@ -58,7 +58,7 @@ def create_state(method, tx, config, mesh, image_shape) -> TrainState:
                       batch_stats=v["batch_stats"], opt_state=tx.init(v["params"]),
                       extras=v["extras"], rng=state_rng)
 
-  rng = jax.random.key(config.seed)
+  rng = jax.random.PRNGKey(config.seed)  # raw uint32 key: checkpoints as a plain array
   abstract = jax.eval_shape(init_fn, rng)
   shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
   return jax.jit(init_fn, out_shardings=shardings)(rng)
@@ -130,7 +130,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   sharding.check_batch_size(config.batch_size)
   data = source.DataSource(config)                    # fails fast on a missing dataset
   steps_per_epoch, total_steps = resolve_schedule(config, data.train_size)
-  method = methods.get_method(config, data.num_classes)
+  method = methods.get_method(config, data.num_classes, total_steps=total_steps)
   tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
                                         total_steps=total_steps, steps_per_epoch=steps_per_epoch)
   if is_main:
