@@ -40,8 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Model.
   c.model = ml_collections.ConfigDict(dict(name="resnet18", width=1.0, stem="cifar", norm="batch",
                                            dtype="float32"))
-  c.head = ml_collections.ConfigDict(dict(hidden_dims=(2048,), out_dim=128, last_bn=True))
-  c.predictor = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128, last_bn=False))
+  c.head = ml_collections.ConfigDict(dict(hidden_dims=(2048,), out_dim=128, last_bn=True, use_bn=True))
+  c.predictor = ml_collections.ConfigDict(dict(hidden_dims=(512,), out_dim=128, last_bn=False,
+                                               use_bn=True))
   # Optimiser.
   c.optim = ml_collections.ConfigDict(dict(
       name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, momentum=0.9,

@@ -1,6 +1,8 @@
 """The method plug-in API and the pieces most methods share.
 
-A method is a module in this package with `create(config, num_classes) -> Method`. The trainer
+A method is a module in this package with `create(config, num_classes) -> Method`; a method whose
+schedule needs the run length (EMA momentum annealed to 1) also takes `total_steps=None` (the trainer
+passes the resolved step count; None when only embedding, e.g. from an evaluator). The trainer
 knows nothing else about it:
 
   init(rng, images) -> {'params', 'batch_stats', 'extras'}
@@ -45,8 +47,9 @@ def build_encoder(config, *, axis_name: str | None = AXIS) -> nn.Module:
                             dtype=jnp.bfloat16 if m.get("dtype", "float32") == "bfloat16" else jnp.float32)
 
 
-def build_mlp(hidden_dims, out_dim, *, last_bn=True, axis_name: str | None = AXIS) -> nn.Module:
-  return heads.MLP(hidden_dims=tuple(hidden_dims), out_dim=out_dim, last_bn=last_bn,
+def build_mlp(hidden_dims, out_dim, *, last_bn=True, use_bn=True,
+              axis_name: str | None = AXIS) -> nn.Module:
+  return heads.MLP(hidden_dims=tuple(hidden_dims), out_dim=out_dim, use_bn=use_bn, last_bn=last_bn,
                    bn_axis_name=axis_name)
 
 
@@ -54,11 +57,13 @@ def build_net(config, num_classes: int, *, predictor: bool = False,
               axis_name: str | None = AXIS) -> nn.Module:
   """Encoder -> projector (config.head) [-> predictor (config.predictor)] + online probe."""
   h = config.head
-  projector = build_mlp(h.hidden_dims, h.out_dim, last_bn=h.get("last_bn", True), axis_name=axis_name)
+  projector = build_mlp(h.hidden_dims, h.out_dim, last_bn=h.get("last_bn", True),
+                        use_bn=h.get("use_bn", True), axis_name=axis_name)
   pred = None
   if predictor:
     p = config.predictor
-    pred = build_mlp(p.hidden_dims, p.out_dim, last_bn=p.get("last_bn", False), axis_name=axis_name)
+    pred = build_mlp(p.hidden_dims, p.out_dim, last_bn=p.get("last_bn", False),
+                     use_bn=p.get("use_bn", True), axis_name=axis_name)
   return networks.ContrastiveNet(encoder=build_encoder(config, axis_name=axis_name),
                                  projector=projector, predictor=pred, num_classes=num_classes)
 
@@ -116,3 +121,63 @@ def two_views(batch) -> tuple[jax.Array, int]:
 
 def ema(target, online, momentum):
   return jax.tree.map(lambda t, o: momentum * t + (1.0 - momentum) * o, target, online)
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  x = x.astype(jnp.float32)
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def cosine_momentum(base_momentum: float, step, total_steps: int | None, final: float = 1.0):
+  """EMA momentum annealed from base to `final` on a half cosine over the run (BYOL eq. in Sec. 3.2).
+
+  m(k) = final - (final - base) * (cos(pi k / K) + 1) / 2; constant `base_momentum` when the run length
+  is unknown (total_steps None or <= 0) or when final == base.
+  """
+  if not total_steps or total_steps <= 0 or final == base_momentum:
+    return jnp.asarray(base_momentum, jnp.float32)
+  frac = jnp.clip(jnp.asarray(step, jnp.float32) / float(total_steps), 0.0, 1.0)
+  return final - (final - base_momentum) * (jnp.cos(jnp.pi * frac) + 1.0) / 2.0
+
+
+def resolve_total_steps(config, total_steps: int | None) -> int | None:
+  """The run length for schedules inside a method: the trainer's value, else config.total_steps > 0."""
+  if total_steps:
+    return int(total_steps)
+  t = config.get("total_steps", -1)
+  return int(t) if t and t > 0 else None
+
+
+def subtree(tree: dict, keys) -> dict:
+  """The entries of a params/batch_stats dict under `keys` that exist (a target net's share)."""
+  return {k: tree[k] for k in keys if k in tree}
+
+
+# ----------------------------------------------------------------------------- momentum targets
+# MoCo v2/v3 and BYOL keep a target network (encoder + projector) whose parameters are an EMA of the
+# online ones and whose BatchNorm statistics come from its own train-mode forward; both live in
+# extras['target'] = {'params', 'batch_stats'}.
+
+TARGET_KEYS = ("encoder", "projector")
+
+
+def build_target_net(config, *, axis_name: str | None = AXIS) -> nn.Module:
+  """The target/key network: encoder + projector, no predictor, no probe (params = TARGET_KEYS)."""
+  return build_net(config, 0, predictor=False, axis_name=axis_name)
+
+
+def init_target(variables: dict) -> dict:
+  """The target starts as a copy of the online encoder and projector (and their BN statistics)."""
+  return {"params": subtree(variables["params"], TARGET_KEYS),
+          "batch_stats": subtree(variables["batch_stats"], TARGET_KEYS)}
+
+
+def apply_target(target_net: nn.Module, target: dict, images: jax.Array) -> tuple[dict, Any]:
+  """Train-mode (synchronised BN) target forward; outputs carry no gradient."""
+  out, stats = apply_train(target_net, target["params"], target["batch_stats"], images)
+  return jax.lax.stop_gradient(out), stats
+
+
+def update_target(target: dict, online_params, new_batch_stats, momentum) -> dict:
+  return {"params": ema(target["params"], subtree(online_params, TARGET_KEYS), momentum),
+          "batch_stats": new_batch_stats}
