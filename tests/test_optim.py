@@ -161,3 +161,23 @@ def test_jit_update_on_flax_params():
   grads = jax.tree.map(jnp.ones_like, params)
   upd, state = jax.jit(tx.update)(grads, state, params)
   assert jax.tree.structure(upd) == jax.tree.structure(params)
+
+
+def test_ml_collections_config():
+  ml_collections = pytest.importorskip("ml_collections")
+  cfg = ml_collections.ConfigDict(dict(name="lars", base_lr=0.075, lr_scaling="sqrt", weight_decay=1e-6,
+                                       warmup_epochs=1.0))
+  _, s = optim.create_optimizer(cfg, batch_size=4096, total_steps=100, steps_per_epoch=10)
+  assert float(s(10)) == pytest.approx(4.8)  # missing fields take their defaults
+
+
+def test_no_tensorflow_or_ml_collections_at_import():
+  """These modules run on accelerator hosts without TensorFlow."""
+  import os
+  import pathlib
+  import subprocess
+  import sys
+  code = ("import sys; import contrastive_jax.optim, contrastive_jax.models; "
+          "bad = [m for m in ('tensorflow', 'ml_collections') if m in sys.modules]; assert not bad, bad")
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).resolve().parents[1],
+                 env={**os.environ, "JAX_PLATFORMS": "cpu"})
