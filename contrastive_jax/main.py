@@ -31,6 +31,9 @@ def main(argv):
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)
   config = _CONFIG.value
+  if not flags.FLAGS["verbosity"].present:
+    # Keep the console to the progress line and warnings (TFDS logs every file it opens at INFO).
+    logging.set_verbosity(logging.WARNING)
   if config.mode == "pretrain":
     from contrastive_jax import train  # pylint: disable=g-import-not-at-top
     results = train.train_and_evaluate(config, _WORKDIR.value)

@@ -144,7 +144,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if restored is not None:
     step0, state, meta = restored
     check_resume(meta, config, total_steps)
-    logging.info("Resumed from %s at step %d.", ckpt.directory, step0)
+    logging.warning("Resumed from %s at step %d.", ckpt.directory, step0)
   meta = {"fingerprint": config_fingerprint(config), "total_steps": total_steps}
   start_step = int(state.step)
 
