@@ -114,8 +114,10 @@ def knn_eval(method, state, config, mesh, data, num_classes) -> dict:
   res = knn.knn_classify(bank[0], bank[1], test[0], test[1], num_classes=num_classes,
                          ks=(int(config.knn.k),), temperature=float(config.knn.temperature),
                          mesh=mesh)
-  logging.info("kNN top-1 %.4f (bank %d, test %d, %.1fs)", res["knn_top1"], len(bank[0]),
-               len(test[0]), time.time() - t0)
+  if jax.process_index() == 0:
+    print(f"kNN (k={int(config.knn.k)}) top-1 {res['knn_top1']:.4f}: {len(test[0])} {config.eval_split} "
+          f"images vs a bank of {len(bank[0])} {config.train_split} images ({time.time() - t0:.0f}s)",
+          flush=True)
   return {"knn_top1": float(res["knn_top1"])}
 
 
