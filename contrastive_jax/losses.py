@@ -108,6 +108,13 @@ def nt_xent(z1: jax.Array, z2: jax.Array, temperature=0.1, *, axis_name: Optiona
     ga, gb = _gather(a, axis_name), _gather(b, axis_name)
     n_global = ga.shape[0]
     off = _offset(n, axis_name)
+    if axis_name is None and tile_size is not None:
+        # Rows and columns are the same set: exploit the symmetry of S (half the similarity blocks).
+        x = jnp.concatenate([a, b]) * lax.rsqrt(jnp.asarray(temperature, jnp.float32))
+        x = x.astype(cdt)
+        pos = _row_dot(x, jnp.concatenate([x[n:], x[:n]]))
+        lse = losses_tiled.gram_logsumexp(x, tile_size)
+        return jnp.sum(lse - pos) / (2 * n)
     cols = jnp.concatenate([ga, gb]).astype(cdt)
     rows = (jnp.concatenate([a, b]) / temperature).astype(cdt)
     k = jnp.arange(n, dtype=jnp.int32)

@@ -161,3 +161,118 @@ def row_logsumexp(rows: jax.Array, cols: jax.Array, self_col: jax.Array, tile_si
         rows, cols = rows.astype(dtype), cols.astype(dtype)
     tile = int(min(tile_size, max(rows.shape[0], cols.shape[0])))
     return _row_lse(rows, cols, self_col.astype(jnp.int32), tile)
+
+
+# ----------------------------------------------------------------------------- symmetric (Gram) variant
+#
+# When rows and columns are the same set (single-device NT-Xent: s_ij = x_i . x_j with x = u / sqrt(tau)),
+# S is symmetric: only blocks (I, J) with I <= J are computed, each feeding row statistics of tile I (from S)
+# and of tile J (from S^T). The backward forms H = dS_IJ + dS_JI^T per block and applies it with two
+# matmuls, so the total is 0.5 (forward) + 0.5 (recompute) + 1 (gradient) matmul equivalents of the full
+# 2N x 2N problem: the floor of the dense computation.
+
+
+def _block_pairs(n_tiles: int):
+    i, j = jnp.triu_indices(n_tiles)
+    return i.astype(jnp.int32), j.astype(jnp.int32)
+
+
+def _sym_block(x, i, j, tile, n):
+    xi, xj = x[i], x[j]
+    s = lax.dot_general(xi, xj, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    rid = i * tile + jnp.arange(tile, dtype=jnp.int32)
+    cid = j * tile + jnp.arange(tile, dtype=jnp.int32)
+    valid = (rid[:, None] < n) & (cid[None, :] < n) & (rid[:, None] != cid[None, :])
+    return xi, xj, s, valid
+
+
+def _sym_forward(x, tile):
+    n, d = x.shape
+    xt = _pad_rows(x, tile).reshape(-1, tile, d)
+    nt = xt.shape[0]
+
+    def step(carry, ij):
+        m, l = carry
+        i, j = ij
+        _, _, s, valid = _sym_block(xt, i, j, tile, n)
+        s = jnp.where(valid, s, _NEG)
+        # Row statistics of tile i.
+        mi, li = m[i], l[i]
+        mi_new = jnp.maximum(mi, jnp.max(s, axis=1))
+        li_new = li * jnp.exp(mi - mi_new) + jnp.sum(jnp.where(valid, jnp.exp(s - mi_new[:, None]), 0.0), 1)
+        m = lax.dynamic_update_index_in_dim(m, mi_new, i, 0)
+        l = lax.dynamic_update_index_in_dim(l, li_new, i, 0)
+        # Row statistics of tile j from S^T (a diagonal block was fully counted above).
+        mj, lj = m[j], l[j]
+        mj_new = jnp.maximum(mj, jnp.max(s, axis=0))
+        lj_new = lj * jnp.exp(mj - mj_new) + jnp.sum(jnp.where(valid, jnp.exp(s - mj_new[None, :]), 0.0), 0)
+        off_diag = i != j
+        m = lax.dynamic_update_index_in_dim(m, jnp.where(off_diag, mj_new, mj), j, 0)
+        l = lax.dynamic_update_index_in_dim(l, jnp.where(off_diag, lj_new, lj), j, 0)
+        return (m, l), None
+
+    init = (_like(xt, xt, (nt, tile), _NEG), _like(xt, xt, (nt, tile), 0.0))
+    (m, l), _ = lax.scan(step, init, _block_pairs(nt))
+    return (m + jnp.log(l)).reshape(-1)[:n]
+
+
+def _sym_backward(x, lse, g, tile):
+    n, d = x.shape
+    xt = _pad_rows(x, tile).reshape(-1, tile, d)
+    nt = xt.shape[0]
+    lse_t = _pad_rows(lse, tile).reshape(-1, tile)
+    g_t = _pad_rows(g.astype(jnp.float32), tile).reshape(-1, tile)
+
+    def row_step(dx, i):
+        def col_step(dxi, j):
+            def compute(dxi):
+                xi, xj, s, valid = _sym_block(xt, i, j, tile, n)
+                p_row = jnp.exp(s - lse_t[i][:, None]) * g_t[i][:, None]
+                p_col = jnp.exp(s - lse_t[j][None, :]) * g_t[j][None, :]
+                h = jnp.where(valid, p_row + jnp.where(i != j, p_col, 0.0), 0.0).astype(x.dtype)
+                dxi = dxi + jnp.dot(h, xj, preferred_element_type=jnp.float32)
+                dxj = lax.dot_general(h, xi, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+                return dxi, dxj
+            # Blocks below the diagonal are covered by their transposes.
+            return lax.cond(j >= i, compute, lambda dxi: (dxi, jnp.zeros_like(dxi)), dxi)
+
+        # Column-tile gradients leave the inner loop as stacked outputs, added once per row tile.
+        dxi, dxj = lax.scan(col_step, _like(xt, xt, (tile, d), 0.0), jnp.arange(nt, dtype=jnp.int32))
+        dx = dx + dxj
+        return lax.dynamic_update_index_in_dim(dx, dx[i] + dxi, i, 0), None
+
+    dx, _ = lax.scan(row_step, _like(xt, xt, xt.shape, 0.0), jnp.arange(nt, dtype=jnp.int32))
+    return dx.reshape(-1, d)[:n].astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _sym_lse(x, tile):
+    return _sym_forward(x, tile)
+
+
+def _sym_lse_fwd(x, tile):
+    lse = _sym_forward(x, tile)
+    return lse, (x, lse)
+
+
+def _sym_lse_bwd(tile, res, g):
+    x, lse = res
+    return (_sym_backward(x, lse, g, tile),)
+
+
+_sym_lse.defvjp(_sym_lse_fwd, _sym_lse_bwd)
+
+
+def gram_logsumexp(x: jax.Array, tile_size: int) -> jax.Array:
+    """lse_i = log sum_{j != i} exp(x_i . x_j), tiled over the symmetric Gram matrix, exact custom gradients.
+
+    Args:
+      x: (M, d); for NT-Xent x = normalised embeddings / sqrt(temperature).
+      tile_size: block edge; M need not be a multiple of it.
+
+    Returns:
+      (M,) float32.
+    """
+    if tile_size <= 0:
+        raise ValueError(f"tile_size must be a positive integer, got {tile_size}.")
+    return _sym_lse(x, int(min(tile_size, x.shape[0])))
