@@ -1,0 +1,49 @@
+"""SimSiam (Chen & He 2021, "Exploring simple Siamese representation learning").
+
+One network: encoder -> projector (BN on every layer, output included) -> bottleneck predictor. Loss
+
+    L = D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2,   D = negative cosine,
+
+averaged over the global batch. The stop-gradient sg on the projector branch is what prevents collapse
+(the paper's Fig. 2); `method_args.stop_gradient=False` reproduces that ablation (embedding_std then
+falls towards 0). No EMA, no negatives.
+
+Config (method_args): stop_gradient (True).
+"""
+import jax
+import jax.numpy as jnp
+
+from contrastive_jax import losses
+from contrastive_jax.methods import base
+
+
+def create(config, num_classes: int) -> base.Method:
+  stop_grad = bool(config.method_args.get("stop_gradient", True))
+  sg = jax.lax.stop_gradient if stop_grad else (lambda x: x)
+  net = base.build_net(config, num_classes, predictor=True)
+  eval_net = base.build_net(config, num_classes, predictor=True, axis_name=None)
+
+  def init(rng, images):
+    return {**base.init_net(eval_net, rng, images), "extras": {}}
+
+  def loss_fn(params, state, batch, rng, step):
+    del rng, step
+    x, n = base.two_views(batch)
+    out, new_stats = base.apply_train(net, params, state.batch_stats, x)
+    p, z = out["pred"], out["proj"]
+    local = 0.5 * (losses.negative_cosine(p[:n], sg(z[n:]))
+                   + losses.negative_cosine(p[n:], sg(z[:n])))
+    loss = base.global_mean(local)
+    labels = jnp.concatenate([batch["label"], batch["label"]])
+    p_loss, p_acc = base.probe_loss(out["probe_logits"], labels)
+    metrics = {
+        "loss": loss,
+        "probe_loss": p_loss, "probe_accuracy": p_acc,
+        "embedding_std": base.collapse_std(jax.lax.stop_gradient(z[:n])),
+    }
+    return loss + p_loss, {"batch_stats": new_stats, "metrics": metrics, "extras_update": None}
+
+  def embed(state, images):
+    return base.apply_eval(eval_net, state.params, state.batch_stats, images)["features"]
+
+  return base.Method(name="simsiam", init=init, loss_fn=loss_fn, embed=embed)
