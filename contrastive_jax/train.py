@@ -16,7 +16,8 @@ import numpy as np
 import optax
 from jax.sharding import PartitionSpec as P
 
-from contrastive_jax import checkpoint, metrics as metrics_lib, methods, optim, sharding
+from contrastive_jax import (checkpoint, metrics as metrics_lib, methods, nonfinite, optim,
+                             preemption, sharding)
 from contrastive_jax.state import TrainState
 
 
@@ -43,7 +44,7 @@ def make_train_step(method, tx, schedule, mesh):
                               opt_state=opt_state, extras=extras)
     return new_state, m
 
-  body = jax.shard_map(step_body, mesh=mesh, in_specs=(P(), P(sharding.DATA_AXIS)),
+  body = jax.shard_map(nonfinite.guard(step_body), mesh=mesh, in_specs=(P(), P(sharding.DATA_AXIS)),
                        out_specs=(P(), P()))
   return jax.jit(body, donate_argnums=0)
 
@@ -100,6 +101,21 @@ def check_resume(saved: dict, config, total_steps: int) -> None:
   if saved.get("total_steps") not in (None, total_steps):
     logging.warning("Resuming with total_steps %s (checkpoint was made with %s): the LR schedule "
                     "is stretched from here on.", total_steps, saved.get("total_steps"))
+  changed = _changed_fields(saved.get("config", {}), json.loads(config.to_json()))
+  if changed:
+    logging.warning("Resuming with changed settings (safe to change; the run continues): %s.",
+                    "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed))
+
+
+def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+  out = []
+  for k in sorted(set(old) | set(new)):
+    a, b = old.get(k), new.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _changed_fields(a, b, f"{prefix}{k}.")
+    elif a != b:
+      out.append((f"{prefix}{k}", a, b))
+  return out
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -123,10 +139,30 @@ def knn_eval(method, state, config, mesh, data, num_classes) -> dict:
 
 # ----------------------------------------------------------------------------- the loop
 
+def check_workdir(workdir: str) -> None:
+  """Fails before any training when this process cannot write to workdir (checkpoints, logs)."""
+  probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(probe, "w", encoding="utf-8") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(
+        f"--workdir={workdir!r} cannot be written ({type(e).__name__}: {e}). Checkpoints and logs go "
+        f"there: pass a --workdir this user can write to.") from None
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
-  """Pre-trains config.method; resumes from workdir; returns the final results dict."""
+  """Pre-trains config.method; resumes from workdir; returns the final results dict.
+
+  Fault tolerance (docs/fault_tolerance.md): on SIGTERM or a preemption notice every process saves
+  the same step and this returns {'preempted': True, ...}; a non-finite step is never saved (see
+  contrastive_jax/nonfinite.py); unreadable or half-written checkpoints are skipped on restart.
+  """
   from contrastive_jax.data import source  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
+  check_workdir(workdir)
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size)
@@ -135,19 +171,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
   method = methods.get_method(config, data.num_classes, total_steps=total_steps)
   tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
                                         total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-  if is_main:
-    os.makedirs(workdir, exist_ok=True)
-    metrics_lib.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-
   state = create_state(method, tx, config, mesh, data.image_shape)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints,
                                  save_every=config.checkpoint_every_steps)
   restored = ckpt.restore_latest_good(checkpoint.abstract_like(state))
+  skipped = 0
   if restored is not None:
     step0, state, meta = restored
     check_resume(meta, config, total_steps)
-    logging.warning("Resumed from %s at step %d.", ckpt.directory, step0)
-  meta = {"fingerprint": config_fingerprint(config), "total_steps": total_steps}
+    skipped = int(meta.get("skipped_steps", 0))
+    logging.info("Resumed from %s at step %d.", ckpt.directory, step0)
+  if is_main:  # after the resume check: a refused config must not overwrite the run's config.json
+    metrics_lib.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+  meta = {"fingerprint": config_fingerprint(config), "total_steps": total_steps,
+          "config": json.loads(config.to_json())}
+  guard = nonfinite.Monitor(config.nan_policy, config.max_skipped_steps, skipped)
   start_step = int(state.step)
 
   writer = metrics_lib.MetricWriter(workdir)
@@ -163,38 +201,52 @@ def train_and_evaluate(config, workdir: str) -> dict:
   eval_every = (int(round(config.eval_every_epochs * steps_per_epoch))
                 if config.eval_every_epochs > 0 else 0)
   progress = metrics_lib.Progress(total_steps, start_step, config.batch_size)
+  watcher = preemption.PreemptionWatcher(agree_every=min(10, config.log_every_steps))
   pending: list[tuple[int, dict]] = []
   step = start_step
   t_start = time.time()
-  while step < total_steps:
-    batch = sharding.global_batch(next(batches), mesh)
-    state, m = train_step(state, batch)
-    step += 1
-    pending.append((step, m))
-    if step % config.log_every_steps == 0 or step == total_steps:
-      host = [(s, jax.tree.map(float, sharding.to_host(x))) for s, x in pending]
-      pending.clear()
-      rate = progress.rate(step)
-      for s, hm in host:
-        if not all(math.isfinite(v) for v in hm.values()):
-          ckpt.wait()
-          raise FloatingPointError(
-              f"Non-finite metrics at step {s}: {hm}. Last good checkpoint: "
-              f"{ckpt.directory}/{ckpt.latest_step()} (left intact).")
-      last = host[-1][1]
-      last["images_per_sec"] = rate
-      writer.write(step, last)
-      progress.print(step, last, rate)
-    ckpt.save(step, state, meta)
-    if eval_every and step % eval_every == 0 and step < total_steps:
-      writer.write(step, knn_eval(method, state, config, mesh, data, data.num_classes))
-  ckpt.save(step, state, meta, force=True)
-  train_time = time.time() - t_start
-  final = knn_eval(method, state, config, mesh, data, data.num_classes)
-  writer.write(step, final)
-  results.update(final)
-  results.update({"steps": step, "train_time_s": train_time, "method": config.method})
-  results = metrics_lib.update_results(workdir, results)
-  ckpt.close()
-  writer.close()
-  return results
+  try:
+    while step < total_steps:
+      batch = sharding.global_batch(next(batches), mesh)
+      state, m = train_step(state, batch)
+      step += 1
+      pending.append((step, m))
+      stop = watcher.should_stop(step)
+      log_now = step % config.log_every_steps == 0 or step == total_steps
+      if log_now or stop or ckpt.due(step):
+        # Every step's non-finite flag is checked before anything is logged or saved.
+        host = [(s, jax.tree.map(float, sharding.to_host(x))) for s, x in pending]
+        pending.clear()
+        try:
+          guard.check(host, ckpt.last_good)
+        finally:
+          meta["skipped_steps"] = guard.skipped
+        if log_now:
+          last = dict(host[-1][1])
+          last["images_per_sec"] = progress.rate(step)
+          last["skipped_steps"] = guard.skipped
+          writer.write(step, last)
+          progress.print(step, last, last["images_per_sec"])
+      ckpt.save(step, state, meta, force=stop)
+      if stop:
+        ckpt.wait()
+        where = os.path.join(ckpt.directory, str(step))
+        logging.warning("Preempted: saved the checkpoint of step %d to %s; exiting. Run the same "
+                        "command again to resume from there.", step, where)
+        print(f"Preempted at step {step}/{total_steps}; checkpoint saved to {where}.", flush=True)
+        return {"preempted": True, "steps": step, "checkpoint": where}
+      if eval_every and step % eval_every == 0 and step < total_steps:
+        writer.write(step, knn_eval(method, state, config, mesh, data, data.num_classes))
+    ckpt.save(step, state, meta, force=True)
+    train_time = time.time() - t_start
+    final = knn_eval(method, state, config, mesh, data, data.num_classes)
+    writer.write(step, final)
+    results.update(final)
+    results.update({"steps": step, "train_time_s": train_time, "method": config.method,
+                    "skipped_steps": guard.skipped})
+    results = metrics_lib.update_results(workdir, results)
+    return results
+  finally:
+    watcher.close()
+    ckpt.close()
+    writer.close()

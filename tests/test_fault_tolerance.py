@@ -1,0 +1,300 @@
+"""Fault tolerance: preemption, crash-safe checkpoints, exact resume, config mismatch, NaN guard, bad input.
+
+The quick tests run in-process on tiny pytrees and the micro ResNet. The slow one drives real
+`python -m contrastive_jax.main` processes through SIGTERM and a SIGKILL in the middle of a checkpoint
+write, and compares the final parameters with an uninterrupted run of the same step function over the
+same data stream.
+"""
+import glob
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from contrastive_jax import checkpoint, methods, nonfinite, optim, preemption, sharding, train
+from tests import fault_config, helpers
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def reference_run(config, process_count: int = 1):
+  """The uninterrupted run: train.make_train_step over the stream(s) the loop would read.
+
+  With process_count > 1 the global batch is the concatenation of every process's host batch, in
+  process order, exactly as make_array_from_process_local_data assembles it across processes.
+
+  Returns:
+    (final TrainState, [loss per step]).
+  """
+  from contrastive_jax.data import pipeline, source  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh()
+  data = source.DataSource(config)
+  steps_per_epoch, total_steps = train.resolve_schedule(config, data.train_size)
+  method = methods.get_method(config, data.num_classes, total_steps=total_steps)
+  tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
+                                        total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  state = train.create_state(method, tx, config, mesh, data.image_shape)
+  step_fn = train.make_train_step(method, tx, schedule, mesh)
+  streams = [pipeline.pretrain_iterator(config, batch_size=config.batch_size // process_count,
+                                        process_index=i, process_count=process_count,
+                                        seed=config.seed) for i in range(process_count)]
+  losses = []
+  for _ in range(total_steps):
+    parts = [next(s) for s in streams]
+    batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    state, m = step_fn(state, sharding.global_batch(batch, mesh))
+    losses.append(float(m["loss"]))
+  return state, losses
+
+
+def restore_params(workdir: str, like_state):
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    step = ckpt.latest_step()
+    return step, ckpt.restore(step, checkpoint.abstract_like(like_state))
+  finally:
+    ckpt.close()
+
+
+def logged_losses(workdir: str) -> dict[int, float]:
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f]
+  return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for (path, x), y in zip(jax.tree.flatten_with_path(a)[0], jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
+                               err_msg=jax.tree_util.keystr(path))
+
+
+def subprocess_env(num_devices: int = 8, **extra) -> dict:
+  env = dict(os.environ)
+  env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+             JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+             PYTHONPATH=REPO)
+  for k in (preemption.TEST_SIGTERM_ENV, checkpoint.TEST_KILL_ENV):
+    env.pop(k, None)
+  env.update({k: str(v) for k, v in extra.items()})
+  return env
+
+
+def launch(workdir: str, env: dict, *overrides: str) -> subprocess.Popen:
+  cmd = [sys.executable, "-m", "contrastive_jax.main", "--config=tests/fault_config.py",
+         f"--workdir={workdir}", *overrides]
+  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:
+  out, _ = proc.communicate(timeout=timeout)
+  return proc.returncode, out
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _tiny_state(value: float):
+  return {"w": jnp.full((4, 3), value, jnp.float32), "step": jnp.asarray(int(value), jnp.int32)}
+
+
+def _save_steps(directory, steps):
+  ckpt = checkpoint.Checkpointer(directory, keep=5, save_every=1)
+  for s in steps:
+    ckpt.save(s, _tiny_state(s), {"step": s})
+  ckpt.close()
+
+
+def test_truncated_latest_checkpoint_is_skipped_and_set_aside(tmp_path, caplog):
+  directory = str(tmp_path / "ckpt")
+  _save_steps(directory, [1, 2])
+  data_files = [f for f in glob.glob(os.path.join(directory, "2", "state", "**", "*"), recursive=True)
+                if os.path.isfile(f) and os.path.getsize(f) > 0 and "/d/" in f]
+  assert data_files, os.listdir(os.path.join(directory, "2", "state"))
+  for f in data_files:  # cut every array data file of the newest checkpoint in half
+    with open(f, "r+b") as fh:
+      fh.truncate(os.path.getsize(f) // 2)
+  ckpt = checkpoint.Checkpointer(directory, keep=5, save_every=1)
+  with caplog.at_level(logging.WARNING):
+    step, state, meta = ckpt.restore_latest_good(checkpoint.abstract_like(_tiny_state(0)))
+  assert step == 1 and meta == {"step": 1}
+  np.testing.assert_array_equal(state["w"], np.ones((4, 3)))
+  assert "Checkpoint at step 2 could not be restored" in caplog.text
+  assert ckpt.all_steps() == [1]  # set aside, so step 2 can be written again
+  assert os.listdir(directory + checkpoint.CORRUPT_SUFFIX)
+  assert ckpt.save(2, _tiny_state(7), {"step": 2})
+  ckpt.close()
+
+
+def test_corrupt_meta_and_interrupted_write_are_ignored(tmp_path, caplog):
+  directory = str(tmp_path / "ckpt")
+  _save_steps(directory, [1, 2])
+  meta_files = glob.glob(os.path.join(directory, "2", "meta", "*"))
+  for f in meta_files:
+    with open(f, "w", encoding="utf-8") as fh:
+      fh.write("{not json")
+  partial = os.path.join(directory, f"3{checkpoint.TMP_SUFFIX}-123")  # what a SIGKILL leaves
+  os.makedirs(os.path.join(partial, "state"))
+  with caplog.at_level(logging.WARNING):
+    ckpt = checkpoint.Checkpointer(directory, keep=5, save_every=1)
+    step, _, _ = ckpt.restore_latest_good(checkpoint.abstract_like(_tiny_state(0)))
+  assert step == 1
+  assert "incomplete checkpoint write" in caplog.text and not os.path.exists(partial)
+  ckpt.close()
+
+
+# ----------------------------------------------------------------------------- config changes
+
+def test_resume_into_changed_config_fails_naming_the_fields():
+  old = fault_config.get_config()
+  saved = {"fingerprint": json.loads(json.dumps(train.config_fingerprint(old))), "total_steps": 8,
+           "config": json.loads(old.to_json())}
+  for field, value, name in (("model.width", 2.0, "model"), ("method", "byol", "method"),
+                             ("batch_size", 64, "batch_size")):
+    new = fault_config.get_config()
+    helpers_set(new, field, value)
+    with pytest.raises(ValueError, match=rf"(?s)different configuration.*{name}: checkpoint has"):
+      train.check_resume(saved, new, 8)
+
+
+def test_resume_with_safe_changes_continues_and_says_so(caplog):
+  old = fault_config.get_config()
+  saved = {"fingerprint": json.loads(json.dumps(train.config_fingerprint(old))), "total_steps": 8,
+           "config": json.loads(old.to_json())}
+  new = fault_config.get_config()
+  new.log_every_steps = 5
+  new.total_steps = 16
+  with caplog.at_level(logging.WARNING):
+    train.check_resume(saved, new, 16)
+  assert "total_steps 16 (checkpoint was made with 8)" in caplog.text
+  assert "log_every_steps: 1 -> 5" in caplog.text
+
+
+def helpers_set(config, dotted, value):
+  *path, last = dotted.split(".")
+  for p in path:
+    config = config[p]
+  config[last] = value
+
+
+# ----------------------------------------------------------------------------- NaN guard
+
+def test_guarded_step_keeps_state_on_nonfinite_batch():
+  config = helpers.tiny_config()
+  mesh = sharding.make_mesh()
+  method = methods.get_method(config, 10)
+  tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size, total_steps=10,
+                                        steps_per_epoch=10)
+  state = train.create_state(method, tx, config, mesh, (16, 16, 3))
+  before = jax.tree.map(np.asarray, state)
+  step = train.make_train_step(method, tx, schedule, mesh)
+  bad = helpers.random_batch(config.batch_size)
+  bad["view1"][3] = np.inf
+  state, m = step(state, sharding.global_batch(bad, mesh))
+  assert float(m[nonfinite.NONFINITE]) == 1.0 and not np.isfinite(float(m["loss"]))
+  assert int(state.step) == 1
+  assert_trees_close(state.replace(step=before.step), before, rtol=0, atol=0)
+  state, m = step(state, sharding.global_batch(helpers.random_batch(config.batch_size), mesh))
+  assert float(m[nonfinite.NONFINITE]) == 0.0 and int(state.step) == 2
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.tree.map(np.asarray, state.params)))
+
+
+def test_monitor_skip_policy_counts_then_stops():
+  mon = nonfinite.Monitor("skip", max_skipped=2, skipped=1)  # one skip restored from a checkpoint
+  ok = {"loss": 1.0, nonfinite.NONFINITE: 0.0}
+  bad = {"loss": float("nan"), nonfinite.NONFINITE: 1.0}
+  mon.check([(1, ok), (2, bad)], lambda: "W/checkpoints/0")
+  assert mon.skipped == 2
+  with pytest.raises(nonfinite.NonFiniteError, match=r"(?s)step 3 .*max_skipped_steps=2.*"
+                     r"Last finite metrics: step 1: loss=1.*W/checkpoints/0"):
+    mon.check([(3, bad)], lambda: "W/checkpoints/0")
+  with pytest.raises(ValueError, match="nan_policy"):
+    nonfinite.Monitor("ignore", 1)
+
+
+def test_nan_stops_run_and_leaves_last_good_checkpoint(tmp_path, monkeypatch):
+  from contrastive_jax.data import source  # pylint: disable=g-import-not-at-top
+  original = source.DataSource.train_batches
+
+  def planted(self, start_step=0):  # inf pixels in the batch of step 3 (stream index 2)
+    for i, b in enumerate(original(self, start_step=start_step), start=start_step):
+      if i == 2:
+        b = dict(b, view1=np.full_like(b["view1"], np.inf))
+      yield b
+
+  monkeypatch.setattr(source.DataSource, "train_batches", planted)
+  config = fault_config.get_config()
+  config.log_every_steps = 4  # the check still runs before the save at step 4
+  workdir = str(tmp_path / "w")
+  with pytest.raises(nonfinite.NonFiniteError) as err:
+    train.train_and_evaluate(config, workdir)
+  msg = str(err.value)
+  assert "at step 3" in msg and "Last finite metrics: step 2: " in msg
+  assert os.path.join(workdir, "checkpoints", "2") in msg
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  assert ckpt.all_steps() == [2]  # step 4 (after the NaN) was never saved
+  ckpt.close()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_unwritable_workdir_fails_before_training(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("x")
+  with pytest.raises(PermissionError, match=r"--workdir=.*cannot be written"):
+    train.train_and_evaluate(fault_config.get_config(), str(blocker / "run"))
+
+
+def test_missing_dataset_fails_clearly_and_leaves_nothing(tmp_path):
+  config = fault_config.get_config()
+  config.dataset = "no_such_dataset_xyz"
+  workdir = tmp_path / "w"
+  with pytest.raises(ValueError, match=r"Unknown dataset 'no_such_dataset_xyz' \(config.dataset\)"):
+    train.train_and_evaluate(config, str(workdir))
+  assert not (workdir / "checkpoints").exists() and not (workdir / "config.json").exists()
+
+
+# ----------------------------------------------------------------------------- real processes
+
+@pytest.mark.slow
+def test_sigterm_then_sigkill_mid_save_resume_exactly(tmp_path):
+  """SIGTERM after step 3 -> saves 3, exits 0; resume; SIGKILL while writing step 6 -> resume from 4;
+  the final parameters, optimiser state and logged losses equal the uninterrupted run's."""
+  workdir = str(tmp_path / "w")
+  cache = str(tmp_path / "jax_cache")
+  rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache,
+                                                  **{preemption.TEST_SIGTERM_ENV: 3})))
+  assert rc == 0, out[-3000:]
+  assert "Preempted at step 3/8; checkpoint saved to" in out, out[-3000:]
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "3"))
+
+  rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache,
+                                                  **{checkpoint.TEST_KILL_ENV: 6})))
+  assert rc == -9, out[-3000:]
+  assert "Resumed from" in out and "at step 3" in out, out[-3000:]
+  assert glob.glob(os.path.join(workdir, "checkpoints", f"6{checkpoint.TMP_SUFFIX}*")), \
+      os.listdir(os.path.join(workdir, "checkpoints"))
+
+  rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache),
+                          "--config.log_every_steps=2"))
+  assert rc == 0, out[-3000:]
+  assert "incomplete checkpoint write" in out and "at step 4" in out, out[-3000:]
+  assert "log_every_steps: 1 -> 2" in out
+
+  ref_state, ref_losses = reference_run(fault_config.get_config())
+  step, state = restore_params(workdir, ref_state)
+  assert step == 8
+  assert_trees_close(state.params, ref_state.params, rtol=1e-5, atol=1e-6)
+  assert_trees_close(state.opt_state, ref_state.opt_state, rtol=1e-5, atol=1e-6)
+  assert_trees_close(state.batch_stats, ref_state.batch_stats, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(state.rng, ref_state.rng)
+  logged = logged_losses(workdir)  # steps 1-8 over three processes (5 and 6 logged twice: last wins)
+  np.testing.assert_allclose([logged[s] for s in range(1, 9)], ref_losses, rtol=1e-5)
