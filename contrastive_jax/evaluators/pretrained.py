@@ -1,0 +1,177 @@
+"""Loads the encoder of a pre-training workdir (or a random init of the same architecture) for evaluation.
+
+A pre-training workdir W holds W/config.json (the config it was started with) and W/checkpoints/<step>/ (orbax:
+the whole TrainState). Evaluation needs only `params` and `batch_stats`; they are restored from the newest
+checkpoint that loads (checkpoint.Checkpointer.restore_latest_good), replicated over the mesh.
+
+The abstract TrainState is built the way train.create_state builds it (method.init + the pre-training optimiser,
+under eval_shape) so the restore is a plain StandardRestore. If the optimiser state of the checkpoint has another
+structure (e.g. a later optimiser option), the restore falls back to the checkpoint's own tree metadata.
+"""
+import dataclasses
+import json
+import logging
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from contrastive_jax import checkpoint, methods, optim, sharding
+from contrastive_jax.state import TrainState
+
+
+@dataclasses.dataclass
+class Pretrained:
+  """A frozen encoder ready for method.embed.
+
+  Attributes:
+    config: the pre-training ConfigDict (from W/config.json).
+    method: the Method built from it (embed(state, images) -> features before the projection head).
+    state: a TrainState whose params / batch_stats are the restored (or random) ones; opt_state is empty.
+    step: the checkpoint step (0 for a random init).
+    random_init: True when the weights are a random initialisation.
+    workdir: the pre-training workdir.
+  """
+  config: ml_collections.ConfigDict
+  method: Any
+  state: TrainState
+  step: int
+  random_init: bool
+  workdir: str
+
+  @property
+  def params(self):
+    return self.state.params
+
+  @property
+  def batch_stats(self):
+    return self.state.batch_stats
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The pre-training config of `workdir` (W/config.json), unlocked."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(
+        f"{path} does not exist: config.pretrained_workdir={workdir!r} is not a pre-training workdir "
+        f"(it is written at the start of `python -m contrastive_jax.main --config=configs/<method>.py "
+        f"--workdir=W`). Point --config.pretrained_workdir at such a W.")
+  with open(path, encoding="utf-8") as f:
+    cfg = ml_collections.ConfigDict(json.load(f))
+  # JSON turns tuples into lists; the model builders take any sequence.
+  return cfg
+
+
+def _init_fn(method, tx, image_shape):
+  def init_fn(rng):
+    init_rng, state_rng = jax.random.split(rng)
+    v = method.init(init_rng, jnp.zeros((2, *image_shape), jnp.float32))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
+                      opt_state=tx.init(v["params"]), extras=v["extras"], rng=state_rng)
+  return init_fn
+
+
+def _restore_from_metadata(ckpt: checkpoint.Checkpointer, step: int, mesh) -> dict:
+  """Restores the raw state tree of `step` from the checkpoint's own metadata (any optimiser structure)."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  meta = ckpt._mgr.item_metadata(step)["state"]  # pylint: disable=protected-access
+  tree = getattr(meta, "tree", meta)
+  rep = sharding.replicated(mesh)
+  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=rep), tree,
+                          is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
+  out = ckpt._mgr.restore(step, args=ocp.args.Composite(  # pylint: disable=protected-access
+      state=ocp.args.StandardRestore(abstract)))
+  return out["state"]
+
+
+def load(workdir: str, *, mesh=None, num_classes: int | None = None, random_init: bool = False,
+         seed: int = 0) -> Pretrained:
+  """Builds the pre-training method of `workdir` and restores its latest good checkpoint.
+
+  Args:
+    workdir: pre-training workdir (holds config.json and checkpoints/).
+    mesh: device mesh (default sharding.make_mesh()); the weights are replicated over it.
+    num_classes: classes of the online probe the pre-training net was built with (default: from the dataset
+      of the pre-training config; only the parameter tree shape depends on it).
+    random_init: skip the checkpoint and initialise the same architecture randomly (baselines).
+    seed: PRNG seed of the random init.
+
+  Returns:
+    Pretrained.
+
+  Raises:
+    ValueError: no config.json, or no checkpoint that loads (and random_init is False).
+  """
+  from contrastive_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  cfg = load_config(workdir)
+  mesh = mesh or sharding.make_mesh()
+  if num_classes is None:
+    num_classes = pipeline.dataset_info(cfg.dataset, pipeline.resolve_data_dir(cfg.get("data_dir")),
+                                        config=cfg)[0]
+  method = methods.get_method(cfg, num_classes)
+  image_shape = (int(cfg.image_size), int(cfg.image_size), 3)
+  tx, _ = optim.create_optimizer(cfg.optim, batch_size=int(cfg.batch_size), total_steps=1000,
+                                 steps_per_epoch=10)
+  init_fn = _init_fn(method, tx, image_shape)
+  rng = jax.random.PRNGKey(seed)
+  abstract = jax.eval_shape(init_fn, rng)
+  rep = sharding.replicated(mesh)
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract)
+
+  if random_init:
+    state = jax.jit(init_fn, out_shardings=jax.tree.map(lambda _: rep, abstract))(rng)
+    logging.info("Random init of the %s encoder (%s), seed %d.", cfg.method, cfg.model.name, seed)
+    return Pretrained(cfg, method, _frozen(state), 0, True, workdir)
+
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir):
+    raise ValueError(f"No checkpoints in {ckpt_dir}: the pre-training run has not saved yet. Set "
+                     f"--config.random_init=True for a random-init baseline.")
+  ckpt = checkpoint.Checkpointer(ckpt_dir, async_save=False)
+  try:
+    restored = ckpt.restore_latest_good(abstract)
+    if restored is not None:
+      step, state, _ = restored
+    else:
+      step, state = _restore_any(ckpt, mesh, abstract)
+  finally:
+    ckpt.close()
+  logging.info("Restored %s encoder from %s (step %d).", cfg.method, ckpt_dir, step)
+  return Pretrained(cfg, method, _frozen(state), int(step), False, workdir)
+
+
+def _restore_any(ckpt, mesh, abstract):
+  """Fallback: restore params/batch_stats through the checkpoint's metadata (optimiser state differs)."""
+  errors = []
+  for step in reversed(ckpt.all_steps()):
+    try:
+      raw = _restore_from_metadata(ckpt, step, mesh)
+      params, stats = raw["params"], raw.get("batch_stats", {}) or {}
+      want = (jax.tree.structure(abstract.params), jax.tree.structure(abstract.batch_stats))
+      if (jax.tree.structure(params), jax.tree.structure(stats)) != want:
+        raise ValueError("params/batch_stats tree differs from the model built from config.json")
+      state = TrainState(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=stats,
+                         opt_state={}, extras={}, rng=abstract.rng)
+      return step, state
+    except Exception as e:  # pylint: disable=broad-except
+      errors.append(f"step {step}: {type(e).__name__}: {str(e)[:200]}")
+  raise ValueError(f"No checkpoint in {ckpt.directory} could be restored:\n  " + "\n  ".join(errors)
+                   + "\nSet --config.random_init=True for a random-init baseline.")
+
+
+def _frozen(state: TrainState) -> TrainState:
+  """The state evaluation uses: no optimiser state, no method extras."""
+  rng = state.rng if isinstance(state.rng, jax.Array) else jnp.zeros((2,), jnp.uint32)
+  return TrainState(step=state.step, params=state.params, batch_stats=state.batch_stats, opt_state={},
+                    extras={}, rng=rng)
+
+
+def encoder_fingerprint(state: TrainState, encoder_key: str = "encoder") -> np.ndarray:
+  """Host copies of every encoder parameter and BN statistic, concatenated (to check it stayed frozen)."""
+  leaves = jax.tree.leaves((state.params.get(encoder_key, {}),
+                            (state.batch_stats or {}).get(encoder_key, {})))
+  return np.concatenate([np.asarray(sharding.to_host(x), np.float64).ravel() for x in leaves])
