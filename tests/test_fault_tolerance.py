@@ -298,3 +298,43 @@ def test_sigterm_then_sigkill_mid_save_resume_exactly(tmp_path):
   np.testing.assert_array_equal(state.rng, ref_state.rng)
   logged = logged_losses(workdir)  # steps 1-8 over three processes (5 and 6 logged twice: last wins)
   np.testing.assert_allclose([logged[s] for s in range(1, 9)], ref_losses, rtol=1e-5)
+
+
+def _image_folder(root, per_class=12, bad=()):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for c, cls in enumerate(("cat", "dog")):
+    os.makedirs(root / cls)
+    for i in range(per_class):
+      img = rng.integers(0, 255, size=(20 + c, 24, 3 if i % 2 else 1), dtype=np.uint8)
+      (root / cls / f"{i}.png").write_bytes(tf.io.encode_png(img).numpy())
+  for name in bad:
+    (root / name).write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+
+
+def test_folder_dataset_skips_bad_images_and_counts_them(tmp_path, caplog):
+  from contrastive_jax.data import pipeline, source  # pylint: disable=g-import-not-at-top
+  _image_folder(tmp_path / "imgs", bad=("cat/broken.jpg", "dog/empty.png"))
+  config = fault_config.get_config()
+  config.dataset = f"folder:{tmp_path / 'imgs'}"
+  config.batch_size = 8
+  with caplog.at_level(logging.WARNING):
+    data = source.DataSource(config)
+  assert data.num_classes == 2 and data.train_size == 24
+  assert "skipped 2 of 26 files" in caplog.text and "broken.jpg" in caplog.text
+  batch = next(data.train_batches())
+  assert batch["view1"].shape == (8, 16, 16, 3) and set(batch["label"]) <= {0, 1}
+  ev = list(pipeline.eval_iterator(config, "test", batch_size=16, process_index=0, process_count=1))
+  assert sum(int(b["mask"].sum()) for b in ev) == 24
+
+
+def test_folder_dataset_with_no_decodable_image_fails_clearly(tmp_path):
+  from contrastive_jax.data import source  # pylint: disable=g-import-not-at-top
+  _image_folder(tmp_path / "imgs", per_class=0, bad=("cat/a.jpg", "dog/b.jpg"))
+  config = fault_config.get_config()
+  config.dataset = f"folder:{tmp_path / 'imgs'}"
+  with pytest.raises(ValueError, match=r"none of the 2 files .* could be decoded as an image"):
+    source.DataSource(config)
+  config.dataset = f"folder:{tmp_path / 'missing'}"
+  with pytest.raises(ValueError, match=r"is not a directory"):
+    source.DataSource(config)

@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from contrastive_jax.data import augment
+from contrastive_jax.data import augment, folder
 
 SYNTHETIC = "synthetic"
 _SYNTHETIC_NUM_CLASSES = 10
@@ -88,6 +88,10 @@ def dataset_info(name: str, data_dir: Optional[str] = None,
   """
   if name == SYNTHETIC:
     return (_SYNTHETIC_NUM_CLASSES, (_SYNTHETIC_SIZE, _SYNTHETIC_SIZE, 3), _synthetic_sizes(config))
+  if folder.is_folder(name):  # 'folder:/root': decoded images of a user's class-per-directory folder
+    return (len(folder.classes(name)), (None, None, 3),
+            {s: num_examples(config, s) for s in {_get(config, "train_split", "train"),
+                                                  _get(config, "eval_split", "test")}})
   builder = _builder(name, data_dir)
   features = builder.info.features
   if "image" not in features or "label" not in features:
@@ -104,6 +108,8 @@ def num_examples(cfg: Any, split: str) -> int:
     if base not in sizes or "[" in split:
       raise ValueError(f"Synthetic dataset splits are {sorted(sizes)} (no slicing); got split={split!r}.")
     return sizes[base]
+  if folder.is_folder(cfg.dataset):
+    return len(_folder_arrays(cfg, split)[1])
   return int(_builder(cfg.dataset, _get(cfg, "data_dir")).info.splits[split].num_examples)
 
 
@@ -137,6 +143,12 @@ def synthetic_arrays(split: str, n: int) -> Tuple[np.ndarray, np.ndarray]:
   return (img * 255).round().astype(np.uint8), labels
 
 
+def _folder_arrays(cfg: Any, split: str) -> Tuple[np.ndarray, np.ndarray]:
+  size = int(_get(cfg, "image_size", None) or _get(_get(cfg, "aug", {}), "image_size", 32))
+  images, labels, _ = folder.load(cfg.dataset, split, size)
+  return images, labels
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Reading one process's shard.
 
@@ -157,6 +169,12 @@ class _Shard:
       total = num_examples(cfg, split)
       start, end = _shard_range(total, process_index, process_count)
       images, labels = synthetic_arrays(split.split("[")[0], total)
+      self.images, self.labels = images[start:end], labels[start:end]
+      self.offset, self.n = start, end - start
+      return
+    if folder.is_folder(cfg.dataset):
+      images, labels = _folder_arrays(cfg, split)
+      start, end = _shard_range(len(labels), process_index, process_count)
       self.images, self.labels = images[start:end], labels[start:end]
       self.offset, self.n = start, end - start
       return
@@ -356,7 +374,7 @@ def eval_iterator(cfg: Any, split: str, *, batch_size: int, process_index: Optio
   image_size = int(image_size)
   total = num_examples(cfg, split)
   counts = [e - s for s, e in (_shard_range(total, k, process_count) for k in range(process_count))]
-  if cfg.dataset != SYNTHETIC:
+  if cfg.dataset != SYNTHETIC and not folder.is_folder(cfg.dataset):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     builder = _builder(cfg.dataset, _get(cfg, "data_dir"))
     counts = [int(builder.info.splits[s].num_examples) for s in tfds.even_splits(split, process_count)]
