@@ -180,7 +180,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     step0, state, meta = restored
     check_resume(meta, config, total_steps)
     skipped = int(meta.get("skipped_steps", 0))
-    logging.info("Resumed from %s at step %d.", ckpt.directory, step0)
+    if is_main:
+      print(f"Resumed from {ckpt.directory}/{step0} at step {step0}.", flush=True)
   if is_main:  # after the resume check: a refused config must not overwrite the run's config.json
     metrics_lib.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
   meta = {"fingerprint": config_fingerprint(config), "total_steps": total_steps,
@@ -196,7 +197,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
     writer.write(0, {"knn_top1": results["knn_top1_random_init"]})
     metrics_lib.update_results(workdir, results)
 
-  train_step = make_train_step(method, tx, schedule, mesh)
+  if config.get("grad_cache_chunk", 0) > 0:  # big batches in chunks (contrastive_jax/grad_cache.py)
+    from contrastive_jax import grad_cache  # pylint: disable=g-import-not-at-top
+    train_step = grad_cache.make_train_step(method, tx, schedule, mesh, config.grad_cache_chunk)
+  else:
+    train_step = make_train_step(method, tx, schedule, mesh)
   batches = data.train_batches(start_step=start_step)
   eval_every = (int(round(config.eval_every_epochs * steps_per_epoch))
                 if config.eval_every_epochs > 0 else 0)

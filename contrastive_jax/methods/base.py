@@ -38,6 +38,18 @@ class Method:
   post_update: Callable[..., Any] = lambda extras, params, update, step: extras
   # The encoder parameters live under params[encoder_key] (used by evaluation and fine-tuning).
   encoder_path: tuple[str, ...] = ("encoder",)
+  # Optional split of loss_fn for the gradient-cache step (contrastive_jax/grad_cache.py, used when
+  # config.grad_cache_chunk > 0); both None = the method does not support it.
+  #   embed_for_loss(params, state, batch, rng) -> (embeddings, new_batch_stats)
+  #       Train-mode forward of a CHUNK of this device's rows (same dict keys as the batch); every
+  #       leaf of `embeddings` has the chunk's rows as its leading axis (row order kept), so that
+  #       concatenating the chunks gives the embeddings of the whole shard. No collectives other than
+  #       synchronised BatchNorm.
+  #   loss_from_embeddings(embeddings, batch, state, rng, step) -> (loss, aux)
+  #       The GLOBAL loss from the shard's embeddings (collectives allowed); aux as in loss_fn without
+  #       'batch_stats'. loss_fn(...) must equal loss_from_embeddings(embed_for_loss(...)).
+  embed_for_loss: Callable[..., Any] | None = None
+  loss_from_embeddings: Callable[..., Any] | None = None
 
 
 def build_encoder(config, *, axis_name: str | None = AXIS) -> nn.Module:
