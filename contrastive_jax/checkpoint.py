@@ -128,9 +128,11 @@ class Checkpointer:
 
 
 def _sync(name: str) -> None:
+  """A barrier of all processes through the coordination service (orbax's long timeout), not a
+  device collective: at start-up processes may arrive minutes apart, which gloo would not wait for."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    multihost_utils.sync_global_devices(name)
+    barrier = ocp.multihost.get_barrier_sync_fn()
+    barrier(key=f"contrastive_jax_{name}", timeout_ms=30 * 60 * 1000)
 
 
 def _die_while_writing(directory: str, step: int) -> None:
