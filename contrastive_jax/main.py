@@ -40,8 +40,11 @@ def main(argv):
   elif config.mode in ("linear_eval", "finetune"):
     from contrastive_jax.evaluators import run as eval_run  # pylint: disable=g-import-not-at-top
     results = eval_run.evaluate(config, _WORKDIR.value)
+  elif config.mode == "sweep":
+    from contrastive_jax import sweep  # pylint: disable=g-import-not-at-top
+    results = sweep.main(config, _WORKDIR.value)
   else:
-    raise ValueError(f"config.mode={config.mode!r}: use pretrain, linear_eval or finetune.")
+    raise ValueError(f"config.mode={config.mode!r}: use pretrain, linear_eval, finetune or sweep.")
   if jax.process_index() == 0:
     print("Results:", ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in sorted(results.items())), flush=True)
