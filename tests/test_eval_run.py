@@ -1,5 +1,9 @@
 """evaluators.run end to end on a tiny pre-training workdir: linear eval (features and augmented), fine-tuning,
-figures, results.json keys, subset file re-use, frozen encoder, random init."""
+figures, results.json keys, subset file re-use, frozen encoder, random init.
+
+The module fixture pre-trains once (train.train_and_evaluate, 4 steps); without the slow tests this file takes
+about 2 minutes on 2 shared CPU cores, with them about 5.
+"""
 import importlib.util
 import json
 import os
@@ -8,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from contrastive_jax import sharding, train
+from contrastive_jax import checkpoint, sharding, train
 from contrastive_jax.evaluators import finetune, pretrained, run
 from tests import helpers
 
@@ -47,6 +51,7 @@ def _eval_config(name, pretrain_dir, **overrides):
   return c
 
 
+@pytest.mark.slow
 def test_load_restores_checkpoint(pretrain_dir):
   loaded = pretrained.load(pretrain_dir)
   assert loaded.step == 4 and not loaded.random_init
@@ -54,6 +59,13 @@ def test_load_restores_checkpoint(pretrain_dir):
   assert rand.step == 0 and rand.random_init
   a, b = pretrained.encoder_fingerprint(loaded.state), pretrained.encoder_fingerprint(rand.state)
   assert a.shape == b.shape and not np.allclose(a, b)
+  # The fallback (checkpoint's own tree metadata, for an optimiser state of another structure) agrees.
+  ckpt = checkpoint.Checkpointer(os.path.join(pretrain_dir, "checkpoints"), async_save=False)
+  step, state = pretrained._restore_any(ckpt, sharding.make_mesh(),  # pylint: disable=protected-access
+                                        checkpoint.abstract_like(loaded.state))
+  ckpt.close()
+  assert step == 4
+  np.testing.assert_array_equal(pretrained.encoder_fingerprint(state), a)
 
 
 def test_linear_eval_features_end_to_end(pretrain_dir, tmp_path):
@@ -110,6 +122,7 @@ def test_linear_eval_augmented_end_to_end(pretrain_dir, tmp_path):
   assert res["linear_mode"] == "augmented" and 0.0 <= res["linear_top1"] <= 1.0
 
 
+@pytest.mark.slow
 def test_finetune_subset_written_and_reused(pretrain_dir, tmp_path):
   w2 = str(tmp_path / "ft")
   cfg = _eval_config("finetune", pretrain_dir, label_fraction=0.1)
@@ -130,6 +143,7 @@ def test_finetune_subset_written_and_reused(pretrain_dir, tmp_path):
   assert images.shape[0] == labels.shape[0] == 32
 
 
+@pytest.mark.slow
 def test_finetune_changes_encoder_and_keeps_pretrained(pretrain_dir, tmp_path):
   """The fine-tune trains the encoder (and the first projection layer) starting from the restored weights."""
   cfg = _eval_config("finetune", pretrain_dir, **{"finetune.from_projection_layer": 1})
@@ -142,12 +156,18 @@ def test_finetune_changes_encoder_and_keeps_pretrained(pretrain_dir, tmp_path):
   assert set(moved) == {"encoder", "projector", "head"}
   np.testing.assert_array_equal(np.asarray(moved["projector"]["dense0"]["kernel"]),
                                 np.asarray(loaded.params["projector"]["dense0"]["kernel"]))
-  res = finetune.finetune(cfg, loaded, run.data_config(cfg, loaded.config), 10, mesh,
-                          str(tmp_path))
+  res, state, _ = finetune.finetune(cfg, loaded, run.data_config(cfg, loaded.config), 10, mesh,
+                                    str(tmp_path), return_state=True)
   assert res["finetune_10pct_steps"] == 3
   np.testing.assert_array_equal(before, pretrained.encoder_fingerprint(loaded.state))  # source not donated
+  tuned = pretrained.encoder_fingerprint(state)
+  assert tuned.shape == before.shape and not np.allclose(tuned, before)  # the whole network trains
+  assert np.abs(np.asarray(state.params["head"]["kernel"])).sum() > 0
+  assert not np.allclose(np.asarray(state.params["projector"]["dense0"]["kernel"]),
+                         np.asarray(loaded.params["projector"]["dense0"]["kernel"]))
 
 
+@pytest.mark.slow
 def test_random_init_linear_eval(pretrain_dir, tmp_path):
   w2 = str(tmp_path / "rand")
   cfg = _eval_config("linear_eval", pretrain_dir, random_init=True, retrieval=False, plots=False)

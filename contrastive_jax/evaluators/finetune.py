@@ -232,11 +232,25 @@ def transplant(fresh: dict, pretrained: dict, keys=("encoder", "projector")) -> 
 
 # ----------------------------------------------------------------------------- train + test
 
-def finetune(config, loaded, data_cfg, num_classes: int, mesh, workdir: str, writer=None) -> dict:
+def finetune(config, loaded, data_cfg, num_classes: int, mesh, workdir: str, writer=None, *,
+             return_state: bool = False):
   """Fine-tunes `loaded` (evaluators.pretrained.Pretrained) on config.label_fraction of the train split.
 
+  The weights of `loaded` are copied, never changed (the train step donates only the copy).
+
+  Args:
+    config: evaluation config (label_fraction, seed, eval_batch_size, finetune.*).
+    loaded: the pre-trained (or random-init) encoder.
+    data_cfg: data fields (evaluators.run.data_config).
+    num_classes: classes of the new head.
+    mesh: device mesh.
+    workdir: W2 (the subset id file goes there).
+    writer: optional metrics.MetricWriter for the training curve.
+    return_state: also return the fine-tuned TrainState and its Method.
+
   Returns:
-    {'finetune_{pct}pct_top1', '..._top5', '..._time_s', '..._examples', '..._steps'}.
+    {'finetune_{pct}pct_top1', '..._top5', '..._time_s', '..._train_time_s', '..._examples', '..._steps'}
+    (and (state, method) after it when return_state).
   """
   ft = config.finetune
   fraction = float(config.label_fraction)
@@ -304,8 +318,10 @@ def finetune(config, loaded, data_cfg, num_classes: int, mesh, workdir: str, wri
   top1, top5 = evaluate_classifier(method, state, data_cfg, data_cfg.eval_split, mesh,
                                    int(config.eval_batch_size))
   prefix = f"finetune_{pct}pct"
-  return {f"{prefix}_top1": top1, f"{prefix}_top5": top5, f"{prefix}_time_s": time.time() - t0,
+  res = {f"{prefix}_top1": top1, f"{prefix}_top5": top5, f"{prefix}_time_s": time.time() - t0,
           f"{prefix}_train_time_s": train_time, f"{prefix}_examples": int(n), f"{prefix}_steps": int(total)}
+  logging.info("Fine-tune (%s%% labels): test top-1 %.4f top-5 %.4f.", pct, top1, top5)
+  return (res, state, method) if return_state else res
 
 
 def evaluate_classifier(method, state, data_cfg, split: str, mesh, batch_size: int) -> tuple[float, float]:

@@ -273,8 +273,8 @@ def linear_evaluation(config, loaded, data_cfg, num_classes: int, mesh, workdir:
               "linear_val_top5": probe.val_top5, "linear_best_lr": probe.best_lr,
               "linear_best_weight_decay": probe.best_weight_decay, "linear_mode": lin.mode,
               "linear_time_s": time.time() - t0})
-  metrics_lib.write_json(os.path.join(workdir, "linear_grid.json"), {"grid": probe.grid}) \
-      if jax.process_index() == 0 else None
+  if jax.process_index() == 0:
+    metrics_lib.write_json(os.path.join(workdir, "linear_grid.json"), {"grid": probe.grid})
   logging.info("Linear (%s): test top-1 %.4f top-5 %.4f (val top-1 %.4f; lr %g wd %g).", lin.mode, top1, top5,
                probe.val_top1, probe.best_lr, probe.best_weight_decay)
 
