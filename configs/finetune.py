@@ -7,7 +7,7 @@ W2/subset_{pct}pct_seed{seed}.txt and re-read when present. On ImageNet (config.
 1 % / 10 % fractions use TFDS's `imagenet2012_subset/1pct` and `/10pct` splits instead (SimCLR's splits).
 
 Presets (`--config=configs/finetune.py:PRESET`):
-  cpu    (default) 10 % of the labels, batch 128, 10 epochs, Nesterov SGD lr 0.05.
+  cpu    (default) 10 % of the labels, batch 128, 10 epochs, Nesterov SGD lr 0.1 (cosine, no weight decay).
   paper  SimCLR's semi-supervised recipe (Chen et al. 2020, Appendix B.5): Nesterov SGD, lr 0.05 x B/256,
          no warmup, no weight decay, crop + flip only; 30 epochs for 10 % of the labels (use
          --config.finetune.epochs=60 for 1 %). Batch 1024 here (4096 in the paper).
@@ -34,7 +34,7 @@ def get_config(preset: str = "cpu"):
   c = _eval_config("finetune")
   c.label_fraction = 0.1
   if preset == "cpu":
-    c.finetune.update(lr=0.05, batch_size=128, epochs=10)
+    c.finetune.update(lr=0.1, batch_size=128, epochs=10)
   elif preset == "paper":
     c.finetune.update(optimizer="sgd_nesterov", lr=0.05, lr_scaling="linear", weight_decay=0.0,
                       batch_size=1024, epochs=30)
