@@ -109,6 +109,9 @@ def test_linear_augmented_keeps_encoder_frozen(pretrain_dir):
   after = [np.asarray(x) for x in jax.tree.leaves((loaded.state.params, loaded.state.batch_stats))]
   for a, b in zip(all_before, after):
     np.testing.assert_array_equal(a, b)
+  # Nearest neighbours of given images: a training image finds itself first.
+  idx, sims = run.nearest_neighbour_images(loaded, run.images_at(data_cfg, "train", [3, 7]), tx, mesh, k=3)
+  assert idx.shape == (2, 3) and idx[0, 0] == 3 and idx[1, 0] == 7 and sims[0, 0] > 0.999
   # And the restored checkpoint itself is unchanged.
   np.testing.assert_array_equal(before, pretrained.encoder_fingerprint(pretrained.load(pretrain_dir).state))
 
