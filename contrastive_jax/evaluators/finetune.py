@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 import tensorflow as tf
 
 from contrastive_jax import optim, sharding, train
