@@ -74,5 +74,7 @@ def test_two_processes_equal_one_through_preemption(tmp_path):
   assert final_step == 8
   logged = logged_losses(workdir)
   np.testing.assert_allclose([logged[s] for s in range(1, 9)], ref_losses, rtol=1e-5)
-  assert_trees_close(state.params, ref_state.params, rtol=1e-5, atol=1e-6)
+  # Gloo's cross-process all-reduce sums in another order than one process does; AdamW divides by
+  # sqrt(v), which turns that float32 noise in near-zero gradient entries into ~1e-5 on a few weights.
+  assert_trees_close(state.params, ref_state.params, rtol=1e-4, atol=2e-5)
   assert_trees_close(state.batch_stats, ref_state.batch_stats, rtol=1e-4, atol=1e-5)
