@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from contrastive_jax import checkpoint, sharding, train
+from contrastive_jax import sharding, train
 from contrastive_jax.evaluators import finetune, pretrained, run
 from tests import helpers
 
@@ -60,12 +60,35 @@ def test_load_restores_checkpoint(pretrain_dir):
   a, b = pretrained.encoder_fingerprint(loaded.state), pretrained.encoder_fingerprint(rand.state)
   assert a.shape == b.shape and not np.allclose(a, b)
   # The fallback (checkpoint's own tree metadata, for an optimiser state of another structure) agrees.
-  ckpt = checkpoint.Checkpointer(os.path.join(pretrain_dir, "checkpoints"), async_save=False)
-  step, state = pretrained._restore_any(ckpt, sharding.make_mesh(),  # pylint: disable=protected-access
-                                        checkpoint.abstract_like(loaded.state))
+  ckpt = pretrained.ReadOnlyCheckpoints(os.path.join(pretrain_dir, "checkpoints"))
+  raw = ckpt.restore_raw(ckpt.all_steps()[-1], sharding.make_mesh())
   ckpt.close()
-  assert step == 4
-  np.testing.assert_array_equal(pretrained.encoder_fingerprint(state), a)
+  np.testing.assert_array_equal(pretrained.encoder_fingerprint(pretrained.TrainState(
+      step=0, params=raw["params"], batch_stats=raw["batch_stats"], opt_state={}, extras={}, rng=0)), a)
+
+
+@pytest.mark.slow
+def test_load_never_writes_to_pretrain_workdir(pretrain_dir, tmp_path):
+  """Evaluating a workdir that is still training must not touch it: an in-progress save (orbax tmp dir) and an
+  unreadable newest step stay where they are, and the newest readable step is used."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  w = str(tmp_path / "copy")
+  shutil.copytree(pretrain_dir, w)
+  ck = os.path.join(w, "checkpoints")
+  steps = sorted(int(d) for d in os.listdir(ck) if d.isdigit())
+  shutil.copytree(os.path.join(ck, str(steps[-1])), os.path.join(ck, "6"))  # a newer step ...
+  for root, _, files in os.walk(os.path.join(ck, "6", "state")):  # ... whose array data is unreadable
+    for f in files:
+      if not f.endswith(("json", "METADATA")) and "metadata" not in f.lower():
+        with open(os.path.join(root, f), "wb") as fh:
+          fh.write(b"garbage")
+  tmp = os.path.join(ck, "8.orbax-checkpoint-tmp-123")
+  os.makedirs(os.path.join(tmp, "state"))
+  before = sorted(os.listdir(ck))
+  loaded = pretrained.load(w)
+  assert loaded.step == steps[-1]
+  assert sorted(os.listdir(ck)) == before and os.path.isdir(tmp)
+  assert not os.path.exists(ck + "_corrupt")
 
 
 def test_linear_eval_features_end_to_end(pretrain_dir, tmp_path):

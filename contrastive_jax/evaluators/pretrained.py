@@ -2,11 +2,16 @@
 
 A pre-training workdir W holds W/config.json (the config it was started with) and W/checkpoints/<step>/ (orbax:
 the whole TrainState). Evaluation needs only `params` and `batch_stats`; they are restored from the newest
-checkpoint that loads (checkpoint.Checkpointer.restore_latest_good), replicated over the mesh.
+checkpoint that loads (read-only, see below), replicated over the mesh.
 
 The abstract TrainState is built the way train.create_state builds it (method.init + the pre-training optimiser,
 under eval_shape) so the restore is a plain StandardRestore. If the optimiser state of the checkpoint has another
 structure (e.g. a later optimiser option), the restore falls back to the checkpoint's own tree metadata.
+
+Evaluation never writes to W: the checkpoints are opened with a read-only orbax CheckpointManager (no clean-up of
+temporary directories, no setting aside of unreadable steps, as checkpoint.Checkpointer does for the trainer that
+owns the directory), so evaluating a run while it is still training cannot disturb its saves. A step that does not
+load is skipped, the next older one is tried.
 """
 import dataclasses
 import json
@@ -19,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from contrastive_jax import checkpoint, methods, optim, sharding
+from contrastive_jax import methods, optim, sharding
 from contrastive_jax.state import TrainState
 
 
@@ -74,17 +79,35 @@ def _init_fn(method, tx, image_shape):
   return init_fn
 
 
-def _restore_from_metadata(ckpt: checkpoint.Checkpointer, step: int, mesh) -> dict:
-  """Restores the raw state tree of `step` from the checkpoint's own metadata (any optimiser structure)."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  meta = ckpt._mgr.item_metadata(step)["state"]  # pylint: disable=protected-access
-  tree = getattr(meta, "tree", meta)
-  rep = sharding.replicated(mesh)
-  abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=rep), tree,
-                          is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
-  out = ckpt._mgr.restore(step, args=ocp.args.Composite(  # pylint: disable=protected-access
-      state=ocp.args.StandardRestore(abstract)))
-  return out["state"]
+class ReadOnlyCheckpoints:
+  """The checkpoints of W/checkpoints, opened for reading only (same layout as checkpoint.Checkpointer)."""
+
+  def __init__(self, directory: str):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    self._ocp = ocp
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False,
+                                           enable_async_checkpointing=False)
+    self._mgr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._mgr.all_steps())
+
+  def restore(self, step: int, abstract_state: Any) -> Any:
+    ocp = self._ocp
+    return self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
+
+  def restore_raw(self, step: int, mesh) -> dict:
+    """The state tree of `step` as saved (nested dicts), from the checkpoint's own metadata, replicated."""
+    meta = self._mgr.item_metadata(step)["state"]
+    tree = getattr(meta, "tree", meta)
+    rep = sharding.replicated(mesh)
+    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=rep), tree,
+                            is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
+    return self.restore(step, abstract)
+
+  def close(self) -> None:
+    self._mgr.close()
 
 
 def load(workdir: str, *, mesh=None, num_classes: int | None = None, random_init: bool = False,
@@ -131,34 +154,40 @@ def load(workdir: str, *, mesh=None, num_classes: int | None = None, random_init
   if not os.path.isdir(ckpt_dir):
     raise ValueError(f"No checkpoints in {ckpt_dir}: the pre-training run has not saved yet. Set "
                      f"--config.random_init=True for a random-init baseline.")
-  ckpt = checkpoint.Checkpointer(ckpt_dir, async_save=False)
+  ckpt = ReadOnlyCheckpoints(ckpt_dir)
   try:
-    restored = ckpt.restore_latest_good(abstract)
-    if restored is not None:
-      step, state, _ = restored
-    else:
-      step, state = _restore_any(ckpt, mesh, abstract)
+    step, state = _restore_newest(ckpt, mesh, abstract)
   finally:
     ckpt.close()
   logging.info("Restored %s encoder from %s (step %d).", cfg.method, ckpt_dir, step)
   return Pretrained(cfg, method, _frozen(state), int(step), False, workdir)
 
 
-def _restore_any(ckpt, mesh, abstract):
-  """Fallback: restore params/batch_stats through the checkpoint's metadata (optimiser state differs)."""
+def _restore_newest(ckpt: ReadOnlyCheckpoints, mesh, abstract: TrainState) -> tuple[int, TrainState]:
+  """(step, state) of the newest checkpoint that loads: first as the abstract TrainState, else (an optimiser
+  state of another structure) params/batch_stats through the checkpoint's own metadata."""
   errors = []
-  for step in reversed(ckpt.all_steps()):
+  steps = ckpt.all_steps()
+  if not steps:
+    raise ValueError(f"No complete checkpoint in {ckpt.directory} yet. Set --config.random_init=True for a "
+                     f"random-init baseline.")
+  for step in reversed(steps):
     try:
-      raw = _restore_from_metadata(ckpt, step, mesh)
+      return step, ckpt.restore(step, abstract)
+    except Exception as e:  # pylint: disable=broad-except
+      first = f"{type(e).__name__}: {str(e)[:200]}"
+    try:
+      raw = ckpt.restore_raw(step, mesh)
       params, stats = raw["params"], raw.get("batch_stats", {}) or {}
       want = (jax.tree.structure(abstract.params), jax.tree.structure(abstract.batch_stats))
       if (jax.tree.structure(params), jax.tree.structure(stats)) != want:
         raise ValueError("params/batch_stats tree differs from the model built from config.json")
-      state = TrainState(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=stats,
-                         opt_state={}, extras={}, rng=abstract.rng)
-      return step, state
+      logging.info("Restored step %d through its metadata (the optimiser state differs: %s).", step, first)
+      return step, TrainState(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=stats,
+                              opt_state={}, extras={}, rng=jnp.zeros((2,), jnp.uint32))
     except Exception as e:  # pylint: disable=broad-except
-      errors.append(f"step {step}: {type(e).__name__}: {str(e)[:200]}")
+      errors.append(f"step {step}: {first}; from metadata: {type(e).__name__}: {str(e)[:200]}")
+      logging.warning("Checkpoint step %d of %s did not load; trying an older one.", step, ckpt.directory)
   raise ValueError(f"No checkpoint in {ckpt.directory} could be restored:\n  " + "\n  ".join(errors)
                    + "\nSet --config.random_init=True for a random-init baseline.")
 
