@@ -196,7 +196,9 @@ def test_finetune_changes_encoder_and_keeps_pretrained(pretrain_dir, tmp_path):
 @pytest.mark.slow
 def test_random_init_linear_eval(pretrain_dir, tmp_path):
   w2 = str(tmp_path / "rand")
-  cfg = _eval_config("linear_eval", pretrain_dir, random_init=True, retrieval=False, plots=False)
+  # Also: a linear probe on half of the (non-held-out) training labels, class-balanced.
+  cfg = _eval_config("linear_eval", pretrain_dir, random_init=True, retrieval=False, plots=False,
+                     label_fraction=0.5)
   res = run.evaluate(cfg, w2)
   assert res["random_init"] is True and res["pretrained_step"] == 0
   assert 0.0 <= res["linear_top1"] <= 1.0 and "knn_top1" in res
