@@ -36,7 +36,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.eval_every_epochs = 10.0           # kNN monitor; <= 0: only at the end
   c.eval_at_start = False              # kNN of the random-init encoder -> knn_top1_random_init
-  c.max_eval_examples = -1             # cap on bank/test size of the periodic kNN (-1: all)
   # Model.
   c.model = ml_collections.ConfigDict(dict(name="resnet18", width=1.0, stem="cifar", norm="batch",
                                            dtype="float32"))
@@ -54,7 +53,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Large batches on few devices: embed in chunks of this many images per device (0 = off).
   c.grad_cache_chunk = 0
   # kNN monitor.
+  # kNN monitor; bank_split / test_split None -> train_split / eval_split.
   c.knn = ml_collections.ConfigDict(dict(k=200, temperature=0.1, batch_size=512))
+  c.knn.bank_split = ml_collections.FieldReference(None, field_type=str)
+  c.knn.test_split = ml_collections.FieldReference(None, field_type=str)
   # Fault tolerance: stop on a non-finite loss, or skip such steps up to this many times.
   c.nan_policy = "stop"                # stop | skip
   c.max_skipped_steps = 10

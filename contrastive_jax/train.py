@@ -121,18 +121,21 @@ def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[tuple[str, A
 # ----------------------------------------------------------------------------- evaluation
 
 def knn_eval(method, state, config, mesh, data, num_classes) -> dict:
-  """kNN top-1 (k=config.knn.k) of the current encoder: test split vs the training split."""
+  """kNN top-1 (k=config.knn.k): config.knn.test_split (default eval_split) against a memory bank
+  of config.knn.bank_split (default train_split); TFDS slices such as 'train[:10000]' work."""
   from contrastive_jax.evaluators import features as feats_lib, knn  # pylint: disable=g-import-not-at-top
+  bank_split = config.knn.get("bank_split") or config.train_split
+  test_split = config.knn.get("test_split") or config.eval_split
   embed_step = feats_lib.make_embed_step(method, mesh)
   t0 = time.time()
-  bank = feats_lib.compute_features(embed_step, state, data.eval_batches(config.train_split), mesh)
-  test = feats_lib.compute_features(embed_step, state, data.eval_batches(config.eval_split), mesh)
+  bank = feats_lib.compute_features(embed_step, state, data.eval_batches(bank_split), mesh)
+  test = feats_lib.compute_features(embed_step, state, data.eval_batches(test_split), mesh)
   res = knn.knn_classify(bank[0], bank[1], test[0], test[1], num_classes=num_classes,
                          ks=(int(config.knn.k),), temperature=float(config.knn.temperature),
                          mesh=mesh)
   if jax.process_index() == 0:
-    print(f"kNN (k={int(config.knn.k)}) top-1 {res['knn_top1']:.4f}: {len(test[0])} {config.eval_split} "
-          f"images vs a bank of {len(bank[0])} {config.train_split} images ({time.time() - t0:.0f}s)",
+    print(f"kNN (k={int(config.knn.k)}) top-1 {res['knn_top1']:.4f}: {len(test[0])} {test_split} "
+          f"images vs a bank of {len(bank[0])} {bank_split} images ({time.time() - t0:.0f}s)",
           flush=True)
   return {"knn_top1": float(res["knn_top1"])}
 
