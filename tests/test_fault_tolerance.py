@@ -89,8 +89,8 @@ def subprocess_env(num_devices: int = 8, **extra) -> dict:
   return env
 
 
-def launch(workdir: str, env: dict, *overrides: str) -> subprocess.Popen:
-  cmd = [sys.executable, "-m", "contrastive_jax.main", "--config=tests/fault_config.py",
+def launch(workdir: str, env: dict, *overrides: str, method: str = "simclr") -> subprocess.Popen:
+  cmd = [sys.executable, "-m", "contrastive_jax.main", f"--config=tests/fault_config.py:{method}",
          f"--workdir={workdir}", *overrides]
   return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
@@ -268,32 +268,38 @@ def test_missing_dataset_fails_clearly_and_leaves_nothing(tmp_path):
 @pytest.mark.slow
 def test_sigterm_then_sigkill_mid_save_resume_exactly(tmp_path):
   """SIGTERM after step 3 -> saves 3, exits 0; resume; SIGKILL while writing step 6 -> resume from 4;
-  the final parameters, optimiser state and logged losses equal the uninterrupted run's."""
+  the final parameters, optimiser state, method state and logged losses equal the uninterrupted run's.
+
+  BYOL: its method state (the EMA target network, with a step-dependent momentum) must survive too.
+  """
+  method = "byol"
   workdir = str(tmp_path / "w")
   cache = str(tmp_path / "jax_cache")
   rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache,
-                                                  **{preemption.TEST_SIGTERM_ENV: 3})))
+                                                  **{preemption.TEST_SIGTERM_ENV: 3}), method=method))
   assert rc == 0, out[-3000:]
   assert "Preempted at step 3/8; checkpoint saved to" in out, out[-3000:]
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "3"))
 
   rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache,
-                                                  **{checkpoint.TEST_KILL_ENV: 6})))
+                                                  **{checkpoint.TEST_KILL_ENV: 6}), method=method))
   assert rc == -9, out[-3000:]
   assert re.search(r"Resumed from \S+/checkpoints/3 at step 3\.", out), out[-3000:]
   assert glob.glob(os.path.join(workdir, "checkpoints", f"6{checkpoint.TMP_SUFFIX}*")), \
       os.listdir(os.path.join(workdir, "checkpoints"))
 
   rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache),
-                          "--config.log_every_steps=2"))
+                          "--config.log_every_steps=2", method=method))
   assert rc == 0, out[-3000:]
   assert "incomplete checkpoint write" in out, out[-3000:]
   assert re.search(r"Resumed from \S+/checkpoints/4 at step 4\.", out), out[-3000:]
   assert "log_every_steps: 1 -> 2" in out
 
-  ref_state, ref_losses = reference_run(fault_config.get_config())
+  ref_state, ref_losses = reference_run(fault_config.get_config(method))
   step, state = restore_params(workdir, ref_state)
   assert step == 8
+  assert jax.tree.leaves(ref_state.extras)
+  assert_trees_close(state.extras, ref_state.extras, rtol=1e-5, atol=1e-6)
   assert_trees_close(state.params, ref_state.params, rtol=1e-5, atol=1e-6)
   assert_trees_close(state.opt_state, ref_state.opt_state, rtol=1e-5, atol=1e-6)
   assert_trees_close(state.batch_stats, ref_state.batch_stats, rtol=1e-5, atol=1e-6)
