@@ -4,8 +4,8 @@ under Memory Limited Setup"): a contrastive batch far larger than the activation
 Selected by `config.grad_cache_chunk` (rows of this device's shard per chunk; 0 = the plain step). Inside
 the shard_map body, on every device:
 
-  1. embed: a lax.map over the shard's chunks of `method.embed_for_loss`, outside autodiff, so only the
-     embeddings (rows x d) are kept, never the activations;
+  1. embed: a lax.scan over the shard's chunks of `method.embed_for_loss`, outside autodiff, so only
+     the embeddings (rows x d) are kept, never the activations;
   2. loss: `method.loss_from_embeddings` on the shard's embeddings (the global loss, with all_gather inside)
      and its gradient g_e w.r.t. THIS device's embeddings; the transpose of all_gather (psum_scatter) already
      brings in the terms where other devices' anchors use our embeddings as candidates;
@@ -65,7 +65,8 @@ def _merge(tree):
   return jax.tree.map(lambda x: x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]), tree)
 
 
-def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=sharding.DATA_AXIS):
+def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=sharding.DATA_AXIS,
+                 unroll: bool | None = None):
   """(loss, aux, grads) of method's global loss, computed chunk by chunk (call inside shard_map).
 
   Args:
@@ -77,6 +78,9 @@ def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=
     step: the step counter.
     chunk: rows per chunk; must divide n.
     axis_name: the mesh axis of the batch.
+    unroll: unroll the two chunk loops (default: on CPU only, where XLA runs convolutions inside a
+      while loop about 30x slower than straight-line code). Unrolled or not, an optimization_barrier
+      makes chunk i+1 start only after chunk i is done, so at most one chunk's activations are live.
 
   Returns:
     loss (global, invariant), aux ({'metrics', 'extras_update', 'batch_stats'}), grads (invariant: the
@@ -84,6 +88,8 @@ def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=
   """
   n = jax.tree.leaves(batch)[0].shape[0]
   k = check_chunk(method, chunk, n)
+  if unroll is None:
+    unroll = jax.default_backend() == "cpu"
   chunks = _split(batch, k)
   keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(jnp.arange(k))
 
@@ -91,8 +97,16 @@ def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=
     rows, key = xs
     return method.embed_for_loss(p, state, rows, key)
 
-  # 1. Embeddings only: lax.map outside autodiff keeps no activations across chunks.
-  emb_chunks, stats_chunks = jax.lax.map(lambda xs: embed(params, xs), (chunks, keys))
+  # 1. Embeddings only: outside autodiff, so no activations are kept across chunks. The token (one
+  # element of the previous chunk's output) orders the chunks.
+  def forward(token, xs):
+    xs, token = jax.lax.optimization_barrier((xs, token))
+    emb_c, stats_c = embed(params, xs)
+    return jax.tree.leaves(emb_c)[0].reshape(-1)[0].astype(jnp.float32), (emb_c, stats_c)
+
+  token0 = jax.lax.pcast(jnp.zeros((), jnp.float32), axis_name, to="varying")
+  _, (emb_chunks, stats_chunks) = jax.lax.scan(forward, token0, (chunks, keys),
+                                               unroll=k if unroll else 1)
   emb = _merge(emb_chunks)
   new_stats = jax.tree.map(lambda s: jnp.mean(s, axis=0), stats_chunks)
 
@@ -107,25 +121,27 @@ def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=
   params_v = jax.tree.map(lambda p: jax.lax.pcast(p, axis_name, to="varying"), params)
 
   def backward(acc, xs):
+    xs, acc = jax.lax.optimization_barrier((xs, acc))
     rows, key, g = xs
     _, pull = jax.vjp(lambda p: embed(p, (rows, key))[0], params_v)
     (gp,) = pull(g)
     return jax.tree.map(jnp.add, acc, gp), None
 
   zeros = jax.tree.map(jnp.zeros_like, params_v)
-  grads_v, _ = jax.lax.scan(backward, zeros, (chunks, keys, g_chunks))
+  grads_v, _ = jax.lax.scan(backward, zeros, (chunks, keys, g_chunks), unroll=k if unroll else 1)
   grads = jax.lax.psum(grads_v, axis_name)
   return loss, {**aux, "batch_stats": new_stats}, grads
 
 
-def make_train_step(method, tx, schedule, mesh, chunk: int):
+def make_train_step(method, tx, schedule, mesh, chunk: int, unroll: bool | None = None):
   """jit(shard_map(step)) like train.make_train_step (same metrics, same non-finite guard), with the
   gradient from `cached_grads`."""
 
   def step_body(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
     rng = jax.random.fold_in(rng, jax.lax.axis_index(sharding.DATA_AXIS))
-    _, aux, grads = cached_grads(method, state.params, state, batch, rng, state.step, chunk)
+    _, aux, grads = cached_grads(method, state.params, state, batch, rng, state.step, chunk,
+                                 unroll=unroll)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     extras = method.post_update(state.extras, params, aux.get("extras_update"), state.step)

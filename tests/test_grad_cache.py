@@ -7,14 +7,14 @@ from contrastive_jax import grad_cache, methods, optim, sharding, train
 from tests import helpers
 
 
-def _run(config, devices, batches, chunk):
+def _run(config, devices, batches, chunk, unroll=None):
   mesh = jax.make_mesh((len(devices),), (sharding.DATA_AXIS,), devices=devices)
   method = methods.get_method(config, 10)
   tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
                                         total_steps=100, steps_per_epoch=10)
   state = train.create_state(method, tx, config, mesh, (config.image_size, config.image_size, 3))
   if chunk:
-    step = grad_cache.make_train_step(method, tx, schedule, mesh, chunk)
+    step = grad_cache.make_train_step(method, tx, schedule, mesh, chunk, unroll=unroll)
   else:
     step = train.make_train_step(method, tx, schedule, mesh)
   ms = []
@@ -36,12 +36,15 @@ def _sgd(config):
   return config
 
 
-@pytest.mark.parametrize("num_devices,chunk", [(1, 8), (8, 2)])
-def test_grad_cache_equals_full_batch_without_bn(num_devices, chunk):
+@pytest.mark.parametrize("num_devices,chunk,unroll", [
+    (1, 8, None), (8, 2, None), pytest.param(8, 2, False, marks=pytest.mark.slow)])
+def test_grad_cache_equals_full_batch_without_bn(num_devices, chunk, unroll):
+  # unroll=None is the CPU default (unrolled chunk loops); unroll=False is the rolled lax.scan that
+  # GPU/TPU use (slow to run on CPU).
   config = _sgd(helpers.tiny_config("simclr", **{"model.norm": "group", "head.use_bn": False}))
   batches = [helpers.random_batch(config.batch_size, seed=1)]
   devices = jax.devices()[:num_devices]
-  s_gc, m_gc = _run(config, devices, batches, chunk)
+  s_gc, m_gc = _run(config, devices, batches, chunk, unroll)
   s_full, m_full = _run(config, devices, batches, 0)
   assert s_gc.batch_stats == {} and s_full.batch_stats == {}
   _close(s_gc.params, s_full.params, rtol=1e-5, atol=1e-6)
