@@ -348,3 +348,20 @@ def test_folder_dataset_with_no_decodable_image_fails_clearly(tmp_path):
   config.dataset = f"folder:{tmp_path / 'missing'}"
   with pytest.raises(ValueError, match=r"is not a directory"):
     source.DataSource(config)
+
+
+def test_preemption_watcher_catches_sigterm_and_restores_handlers():
+  import signal  # pylint: disable=g-import-not-at-top
+  before = signal.getsignal(signal.SIGTERM)
+  watcher = preemption.PreemptionWatcher()
+  try:
+    assert not watcher.should_stop(1)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert watcher.should_stop(2)
+    os.kill(os.getpid(), signal.SIGINT)  # a second signal: Ctrl-C means stop now
+    pytest.fail("expected KeyboardInterrupt")
+  except KeyboardInterrupt:
+    pass
+  finally:
+    watcher.close()
+  assert signal.getsignal(signal.SIGTERM) is before
