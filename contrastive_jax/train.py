@@ -225,10 +225,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         # Every step's non-finite flag is checked before anything is logged or saved.
         host = [(s, jax.tree.map(float, sharding.to_host(x))) for s, x in pending]
         pending.clear()
-        try:
-          guard.check(host, ckpt.last_good)
-        finally:
-          meta["skipped_steps"] = guard.skipped
+        guard.check(host, ckpt.last_good)  # raises NonFiniteError under the policy
+        meta["skipped_steps"] = guard.skipped
         if log_now:
           last = dict(host[-1][1])
           last["images_per_sec"] = progress.rate(step)
