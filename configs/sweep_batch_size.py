@@ -3,13 +3,15 @@ pre-training runs, batch size x epochs x LR scaling rule (linear: base * B / 256
 x temperature, each in W/bs{B}_ep{E}_{rule}_t{T}. See docs/batch_scaling.md for results and estimates.
 
 Presets (`--config=configs/sweep_batch_size.py:PRESET`):
-  cpu          CIFAR-10 scaled down for a shared 2-core CPU (~30 min for the whole grid): resnet_tiny on
-               16x16 views of the first 10k training images, 2 epochs, batch 64..2048 (the gradient cache
+  cpu          CIFAR-10 scaled down for a shared 2-core CPU (~35 min for the 8 runs): resnet_tiny on
+               16x16 views of the first 10k training images, 1 epoch, batch 64..2048 (the gradient cache
                above 512 rows per device), LARS with the paper's two rules, kNN top-1 on 2k test images.
+               Add a budget later with --config.sweep.epochs='(1.0,2.0)' (finished runs are skipped).
   cifar10_gpu  CIFAR-10 on one GPU: ResNet-18 (CIFAR stem), batch 256..8192 (gradient cache above 1024
                rows), 100 and 200 epochs, both rules, temperature 0.5, kNN top-1 on the full test split.
   imagenet     the paper's grid on a TPU pod: ResNet-50, batch 256..8192, 100/200/400/800 epochs, both
-               rules, temperature 0.1 (Table B.1); gradient cache above 64 rows per core.
+               rules, temperature 0.1 (Table B.1); gradient cache above 32 rows per core (v3-128: only
+               batch 8192, in 2 chunks).
 
 Run the grid here, one run after another (resumable: finished runs are skipped, unfinished ones resume
 from their checkpoints), or print one launch command per run for a cluster:
@@ -48,7 +50,7 @@ def get_config(preset: str = "cpu"):
     c.knn.batch_size = 1000
     # The paper's Appendix B.1 rules: 0.3 x B/256 and 0.075 x sqrt(B) (equal at B = 4096).
     c.sweep = _sweep(config_file="configs/sweep_batch_size.py:cpu",
-                     batch_sizes=(64, 256, 1024, 2048), epochs=(2.0,),
+                     batch_sizes=(64, 256, 1024, 2048), epochs=(1.0,),
                      temperatures=(0.5,), max_device_batch=512)
   elif preset == "cifar10_gpu":
     c = simclr_cifar10.get_config("paper")
@@ -65,7 +67,7 @@ def get_config(preset: str = "cpu"):
     c.sweep = _sweep(config_file="configs/sweep_batch_size.py:imagenet",
                      batch_sizes=(256, 512, 1024, 2048, 4096, 8192),
                      epochs=(100.0, 200.0, 400.0, 800.0), temperatures=(0.1,),
-                     max_device_batch=64, num_devices=128)
+                     max_device_batch=32, num_devices=128)
   else:
     raise ValueError(f"Unknown preset {preset!r} for sweep_batch_size.py: use cpu, cifar10_gpu or imagenet.")
   c.mode = "sweep"
