@@ -78,3 +78,19 @@ def test_two_processes_equal_one_through_preemption(tmp_path):
   # sqrt(v), which turns that float32 noise in near-zero gradient entries into ~1e-5 on a few weights.
   assert_trees_close(state.params, ref_state.params, rtol=1e-4, atol=2e-5)
   assert_trees_close(state.batch_stats, ref_state.batch_stats, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_sigterm_flag_is_agreed_without_the_preemption_service(tmp_path):
+  """With JAX's preemption service off, process 0's SIGTERM reaches process 1 through the all-gather
+  of the flags (every min(10, log_every_steps) steps): both save step 3 and exit 0."""
+  workdir = str(tmp_path / "w")
+  outs = _run_pair(workdir, str(tmp_path / "jax_cache"), JAX_ENABLE_PREEMPTION_SERVICE="false",
+                   **{preemption.TEST_SIGTERM_ENV: 3})
+  for i, (rc, out) in enumerate(outs):
+    assert rc == 0, f"process {i}:\n{out[-4000:]}"
+    assert "Preempted at step 3/8; checkpoint saved to" in out, out[-3000:]
+  assert "Received SIGTERM" in outs[0][1] and "Received SIGTERM" not in outs[1][1]
+  state_dir = os.path.join(workdir, "checkpoints", "3", "state")
+  assert sorted(glob.glob(os.path.join(state_dir, "ocdbt.process_*"))) == [
+      os.path.join(state_dir, f"ocdbt.process_{i}") for i in range(2)]
