@@ -7,7 +7,7 @@ batch 4096, LARS lr 0.2 x B/256 (= 3.2), weight decay 1.5e-6, 10 warm-up epochs,
 offline 'synthetic' dataset.
 
 Launch on a TPU pod (every worker):
-  ./run.sh train --config=configs/byol_imagenet.py:paper --workdir=gs://$BUCKET/byol_in \
+  ./run.sh train --config=configs/byol_imagenet.py:paper --workdir=/gcs/$BUCKET/byol_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/byol_imagenet.py:cpu --workdir=runs/byol_in_cpu
 """

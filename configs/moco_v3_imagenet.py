@@ -8,7 +8,7 @@ temperature 1.0 (the official ResNet-50 value; 0.2 is the ViT/CIFAR one), batch 
 (`paper_300ep`: lr 0.3, wd 1.5e-6). `cpu`: tiny ResNet on the offline 'synthetic' dataset.
 
 Launch on a TPU pod (every worker):
-  ./run.sh train --config=configs/moco_v3_imagenet.py:paper --workdir=gs://$BUCKET/moco_v3_in \
+  ./run.sh train --config=configs/moco_v3_imagenet.py:paper --workdir=/gcs/$BUCKET/moco_v3_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/moco_v3_imagenet.py:cpu --workdir=runs/moco_v3_in_cpu
 """

@@ -8,7 +8,7 @@ in the paper's Table 6 for ResNet-50 1x), `cpu` (a smoke-sized run on imagenette
 
 Launch on a Cloud TPU VM pod (same command on every worker, e.g. v3-128):
   gcloud compute tpus tpu-vm ssh $TPU --worker=all --command="cd contrastive_jax && \
-    ./run.sh train --config=configs/simclr_imagenet.py:100ep --workdir=gs://$BUCKET/simclr_in_100ep"
+    ./run.sh train --config=configs/simclr_imagenet.py:100ep --workdir=/gcs/$BUCKET/simclr_in_100ep"
 The data must be prepared with `tfds build imagenet2012` (manual download) into a GCS data_dir:
   --config.data_dir=gs://$BUCKET/tensorflow_datasets
 """

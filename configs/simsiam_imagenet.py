@@ -7,7 +7,7 @@ learning rate held fixed (not decayed); here the predictor follows the common sc
 paper finds slightly worse (Sec. 4.3). `cpu`: a tiny ResNet on the offline 'synthetic' dataset.
 
 Launch on a TPU pod or a GPU host:
-  ./run.sh train --config=configs/simsiam_imagenet.py:paper --workdir=gs://$BUCKET/simsiam_in \
+  ./run.sh train --config=configs/simsiam_imagenet.py:paper --workdir=/gcs/$BUCKET/simsiam_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/simsiam_imagenet.py:cpu --workdir=runs/simsiam_in_cpu
 """
