@@ -63,12 +63,12 @@ def test_grad_cache_with_bn():
   _close(s_one.params, s_full.params, rtol=1e-5, atol=1e-6)
   _close(s_one.batch_stats, s_full.batch_stats, rtol=1e-5, atol=1e-6)
   # One row per chunk: per-chunk statistics, but one EMA update per step whose running MEAN equals the
-  # plain step's (mean of chunk means = batch mean); the params differ (per-chunk normalisation).
+  # plain step's (mean of chunk means = batch mean). (The running variance is the mean within-chunk
+  # variance: on i.i.d. random images it is within 1e-3 of the global one, so it is not asserted.)
   s_gc, m = _run(config, devices, batches, 1)
   assert np.isfinite(m[0]["loss"])
   bn = lambda s: s.batch_stats["encoder"]["stem_norm"]["bn"]
   np.testing.assert_allclose(bn(s_gc)["mean"], bn(s_full)["mean"], rtol=1e-5, atol=1e-6)
-  assert not np.allclose(bn(s_gc)["var"], bn(s_full)["var"], rtol=1e-3)
 
 
 def test_bad_chunk_names_the_field():
