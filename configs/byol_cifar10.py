@@ -29,18 +29,8 @@ def get_config(preset: str = "cpu"):
   c.predictor.update(use_bn=True, last_bn=False)
   c.method_args.update(momentum=0.99, momentum_final=1.0)
   if preset == "cpu":
-    c.model.name = "resnet_tiny"
-    c.head.update(hidden_dims=(256,), out_dim=64)
+    config_base.apply_cpu_preset(c)
     c.predictor.update(hidden_dims=(256,), out_dim=64)
-    c.batch_size = 256
-    c.total_epochs = 3.0
-    c.optim.update(name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4,
-                   warmup_epochs=0.2)
-    c.aug.crop_area_min = c.aug2.crop_area_min = 0.2
-    c.log_every_steps = 20
-    c.checkpoint_every_steps = 200
-    c.eval_every_epochs = 0.0
-    c.eval_at_start = True
   elif preset == "paper":
     c.model.name = "resnet18"
     c.head.update(hidden_dims=(4096,), out_dim=256)

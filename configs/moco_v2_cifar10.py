@@ -31,16 +31,7 @@ def get_config(preset: str = "cpu"):
   c.head.update(use_bn=False, last_bn=False)          # MoCo v2: Dense-ReLU-Dense, no BN in the head
   c.method_args.update(temperature=0.2, queue_size=4096, momentum=0.99, momentum_cosine=False)
   if preset == "cpu":
-    c.model.name = "resnet_tiny"
-    c.head.update(hidden_dims=(256,), out_dim=64)
-    c.batch_size = 256
-    c.total_epochs = 3.0
-    c.optim.update(name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4,
-                   warmup_epochs=0.2)
-    c.log_every_steps = 20
-    c.checkpoint_every_steps = 200
-    c.eval_every_epochs = 0.0
-    c.eval_at_start = True
+    config_base.apply_cpu_preset(c)
   elif preset == "paper":
     c.model.name = "resnet18"
     c.head.update(hidden_dims=(512,), out_dim=128)

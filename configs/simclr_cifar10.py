@@ -25,19 +25,8 @@ def get_config(preset: str = "cpu"):
   c.image_size = 32
   c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0)
   if preset == "cpu":
-    c.model.name = "resnet_tiny"
-    c.head.hidden_dims = (256,)
-    c.head.out_dim = 64
-    c.batch_size = 256
-    c.total_epochs = 3.0
-    c.optim.update(name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4,
-                   warmup_epochs=0.2)
+    config_base.apply_cpu_preset(c)
     c.method_args.temperature = 0.2
-    c.aug.crop_area_min = 0.2
-    c.log_every_steps = 20
-    c.checkpoint_every_steps = 200
-    c.eval_every_epochs = 0.0
-    c.eval_at_start = True
   elif preset in ("paper", "paper_r50"):
     c.model.name = "resnet18" if preset == "paper" else "resnet50"
     c.head.hidden_dims = (2048,) if preset == "paper_r50" else (512,)

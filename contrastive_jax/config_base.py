@@ -61,3 +61,25 @@ def base_config() -> ml_collections.ConfigDict:
   c.nan_policy = "stop"                # stop | skip
   c.max_skipped_steps = 10
   return c
+
+
+def apply_cpu_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The CPU-sized run every method's `cpu` preset shares, so methods compare on equal terms.
+
+  A 0.3M-parameter ResNet (widths 16-32-64-128, one block per stage), a 256-64 head, batch 256,
+  3 epochs of AdamW, crops of at least 20% of the image (both views), kNN at step 0 and at the end.
+  Methods with a predictor set its widths after this call.
+  """
+  c.model.name = "resnet_tiny"
+  c.head.update(hidden_dims=(256,), out_dim=64)
+  c.batch_size = 256
+  c.total_epochs = 3.0
+  c.optim.update(name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.2)
+  c.aug.crop_area_min = 0.2
+  if c.aug2 is not None:
+    c.aug2.crop_area_min = 0.2
+  c.log_every_steps = 20
+  c.checkpoint_every_steps = 200
+  c.eval_every_epochs = 0.0
+  c.eval_at_start = True
+  return c
