@@ -123,7 +123,7 @@ def markdown_table(rows: list[dict]) -> str:
     metric = f" {r['metric'].split('_')[0]}" if r["metric"] else ""
     lines.append(f"| {r['name']} | {r['batch_size']} | {_fmt(r['epochs'], 0)} | {r['lr_scaling']} | "
                  f"{_fmt(r['temperature'], 2)} | {_fmt(r['peak_lr'], 3)} | {r['grad_cache_chunk'] or '-'} | "
-                 f"{_fmt(r['steps'])} | {_fmt(r['train_time_s'], 0)} | {top1}{metric} |")
+                 f"{_fmt(r['steps'])} | {_fmt(r['train_time_s'], 1)} | {top1}{metric} |")
   epochs = sorted({r["epochs"] for r in rows})
   batches = sorted({r["batch_size"] for r in rows})
   if epochs and batches:

@@ -22,12 +22,13 @@ in W/sweep_status.json and the sweep moves on; the sweep raises at the end if an
 """
 import itertools
 import json
-import logging
 import os
 import shlex
 import time
 import traceback
 from typing import Any, Callable
+
+from absl import logging
 
 AXES = ("batch_sizes", "epochs", "lr_scalings", "temperatures")
 DONE_KEY = "train_time_s"
