@@ -174,8 +174,7 @@ def plot(rows: list[dict], path: str, *, title: str = "") -> None:
                 label=f"paper (linear eval), {e} ep")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("batch size")
-    ax.set_title(f"{rule} LR scaling" + (" (0.3 x B/256)" if rule == "linear" else " (0.075 x sqrt(B))"
-                                         if show_paper else ""))
+    ax.set_title(f"{rule} LR scaling: peak LR = base x " + ("B/256" if rule == "linear" else "sqrt(B)"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
   metric = next((r["metric"] for r in rows if r["metric"]), "top1")
