@@ -32,10 +32,8 @@ images): this is BN with a smaller batch, not the global BN of the plain step. W
 """
 import jax
 import jax.numpy as jnp
-import optax
-from jax.sharding import PartitionSpec as P
 
-from contrastive_jax import nonfinite, sharding
+from contrastive_jax import sharding
 
 
 def check_chunk(method, chunk: int, local_batch: int) -> int:
@@ -134,24 +132,13 @@ def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=
 
 
 def make_train_step(method, tx, schedule, mesh, chunk: int, unroll: bool | None = None):
-  """jit(shard_map(step)) like train.make_train_step (same metrics, same non-finite guard), with the
-  gradient from `cached_grads`."""
+  """train.make_train_step (same update, metrics and non-finite guard) with the gradient from
+  `cached_grads`."""
+  from contrastive_jax import train  # pylint: disable=g-import-not-at-top  (train imports us lazily)
 
-  def step_body(state, batch):
-    rng = jax.random.fold_in(state.rng, state.step)
-    rng = jax.random.fold_in(rng, jax.lax.axis_index(sharding.DATA_AXIS))
+  def grad_fn(state, batch, rng):
     _, aux, grads = cached_grads(method, state.params, state, batch, rng, state.step, chunk,
                                  unroll=unroll)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    extras = method.post_update(state.extras, params, aux.get("extras_update"), state.step)
-    m = dict(aux["metrics"])
-    m["learning_rate"] = schedule(state.step)
-    m["grad_norm"] = optax.global_norm(grads)
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=aux["batch_stats"],
-                              opt_state=opt_state, extras=extras)
-    return new_state, m
+    return aux, grads
 
-  body = jax.shard_map(nonfinite.guard(step_body), mesh=mesh, in_specs=(P(), P(sharding.DATA_AXIS)),
-                       out_specs=(P(), P()))
-  return jax.jit(body, donate_argnums=0)
+  return train.make_train_step(method, tx, schedule, mesh, grad_fn=grad_fn)

@@ -23,17 +23,23 @@ from contrastive_jax.state import TrainState
 
 # ----------------------------------------------------------------------------- the step
 
-def make_train_step(method, tx, schedule, mesh):
-  """jit(shard_map(step)) : (state, global batch) -> (state, metrics); state donated."""
+def make_train_step(method, tx, schedule, mesh, grad_fn=None):
+  """jit(shard_map(step)) : (state, global batch) -> (state, metrics); state donated.
+
+  `grad_fn(state, batch, rng) -> (aux, grads)` computes the gradient inside the per-device body; the
+  default differentiates method.loss_fn in one pass (the gradient-cache step passes its own).
+  """
+  if grad_fn is None:
+    def grad_fn(state, batch, rng):
+      def loss_fn(params):
+        return method.loss_fn(params, state, batch, rng, state.step)
+      (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      return aux, grads
 
   def step_body(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
     rng = jax.random.fold_in(rng, jax.lax.axis_index(sharding.DATA_AXIS))
-
-    def loss_fn(params):
-      return method.loss_fn(params, state, batch, rng, state.step)
-
-    (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    aux, grads = grad_fn(state, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     extras = method.post_update(state.extras, params, aux.get("extras_update"), state.step)
