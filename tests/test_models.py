@@ -35,7 +35,9 @@ def test_micro_encoder_shapes(stem, norm):
     # No batch statistics: per-example outputs (and gradients) do not depend on the rest of the batch.
     assert "batch_stats" not in variables and not upd
     alone = model.apply(variables, x[:1], train=True, mutable=["batch_stats"])[0]
-    np.testing.assert_allclose(alone, out[:1], rtol=1e-5, atol=1e-6)
+    # Batch-of-1 and batch-of-2 convolutions may take different oneDNN kernels (3e-5 relative seen);
+    # a leak through batch statistics would move outputs by O(1).
+    np.testing.assert_allclose(alone, out[:1], rtol=1e-4, atol=1e-5)
   assert out.shape == (2, 64) and out.dtype == jnp.float32
   assert np.all(np.isfinite(out))
   assert model.apply(variables, x, train=False).shape == (2, 64)
