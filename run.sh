@@ -49,7 +49,7 @@ case "$cmd" in
     ;;
   test)
     setup
-    if [ $# -eq 0 ]; then set -- -n 2 -q; fi
+    if [ $# -eq 0 ]; then set -- -n 2 -q --durations=15; fi
     exec .venv/bin/python -m pytest "$@"
     ;;
   train|eval)
