@@ -80,6 +80,14 @@ def build_net(config, num_classes: int, *, predictor: bool = False,
                                  projector=projector, predictor=pred, num_classes=num_classes)
 
 
+def check_predictor_dims(config) -> None:
+  """Methods that compare a predictor's output with a projection need equal widths."""
+  if int(config.predictor.out_dim) != int(config.head.out_dim):
+    raise ValueError(f"config.predictor.out_dim={config.predictor.out_dim} must equal "
+                     f"config.head.out_dim={config.head.out_dim}: the predictor's output is compared "
+                     f"with the (target) projection.")
+
+
 def init_net(net: nn.Module, rng: jax.Array, images: jax.Array) -> dict:
   variables = net.init({"params": rng}, images, train=False)
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}

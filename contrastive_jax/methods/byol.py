@@ -30,10 +30,7 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
   if not 0.0 <= base_m <= 1.0:
     raise ValueError(f"config.method_args.momentum={base_m} must be in [0, 1] (BYOL uses 0.996).")
   total = base.resolve_total_steps(config, total_steps)
-  if int(config.predictor.out_dim) != int(config.head.out_dim):
-    raise ValueError(f"config.predictor.out_dim={config.predictor.out_dim} must equal "
-                     f"config.head.out_dim={config.head.out_dim}: the predictor's output is compared "
-                     f"with the (target) projection.")
+  base.check_predictor_dims(config)
 
   net = base.build_net(config, num_classes, predictor=True)
   eval_net = base.build_net(config, num_classes, predictor=True, axis_name=None)

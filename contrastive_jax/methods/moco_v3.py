@@ -29,10 +29,7 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
   final_m = float(args.get("momentum_final", 1.0))
   tile = args.get("loss_tile_size", None)
   total = base.resolve_total_steps(config, total_steps)
-  if int(config.predictor.out_dim) != int(config.head.out_dim):
-    raise ValueError(f"config.predictor.out_dim={config.predictor.out_dim} must equal "
-                     f"config.head.out_dim={config.head.out_dim}: the predictor's output is compared "
-                     f"with the (target) projection.")
+  base.check_predictor_dims(config)
 
   net = base.build_net(config, num_classes, predictor=True)
   eval_net = base.build_net(config, num_classes, predictor=True, axis_name=None)

@@ -20,10 +20,7 @@ from contrastive_jax.methods import base
 def create(config, num_classes: int) -> base.Method:
   stop_grad = bool(config.method_args.get("stop_gradient", True))
   sg = jax.lax.stop_gradient if stop_grad else (lambda x: x)
-  if int(config.predictor.out_dim) != int(config.head.out_dim):
-    raise ValueError(f"config.predictor.out_dim={config.predictor.out_dim} must equal "
-                     f"config.head.out_dim={config.head.out_dim}: the predictor's output is compared "
-                     f"with the (target) projection.")
+  base.check_predictor_dims(config)
   net = base.build_net(config, num_classes, predictor=True)
   eval_net = base.build_net(config, num_classes, predictor=True, axis_name=None)
 
