@@ -24,10 +24,12 @@ setup() {
     echo "== creating .venv with $($PY --version)"
     "$PY" -m venv .venv
   fi
-  if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
+  if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ] \
+      || [ requirements-dev.txt -nt .venv/.installed ]; then
     echo "== installing requirements (about a minute)"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -r requirements.txt ${JAX_EXTRA:+"$JAX_EXTRA"}
+    .venv/bin/python -m pip install -q -r requirements.txt -r requirements-dev.txt \
+      ${JAX_EXTRA:+"$JAX_EXTRA"}
     touch .venv/.installed
   fi
   # Offline default: the prepared TFDS data_dir beside the checkout.
@@ -50,6 +52,9 @@ case "$cmd" in
   test)
     setup
     if [ $# -eq 0 ]; then set -- -n 2 -q --durations=15; fi
+    # Lint and format first (pyproject.toml [tool.ruff]): CI fails on style before spending minutes.
+    .venv/bin/ruff check . && .venv/bin/ruff format --check . >/dev/null \
+      || { echo "ruff: style errors above (fix: .venv/bin/ruff format . && .venv/bin/ruff check --fix .)" >&2; exit 1; }
     exec .venv/bin/python -m pytest "$@"
     ;;
   train|eval)

@@ -2,11 +2,12 @@
 
     .venv/bin/python benchmarks/input_pipeline.py [--data_dir DIR] [--out benchmarks/results/input_pipeline.json]
 
-Cases: CIFAR-10 from the TFDS data_dir (synthetic 32x32 if it is not there) with the CPU default view (32x32,
-colour strength 0.5, no blur), in memory and streaming; and the ImageNet-style view (224x224, colour 1.0,
-blur 0.5, solarize on view 2) on synthetic images. Prints a table and writes JSON. Numbers depend on the host's
-free cores: run it on an idle machine to compare.
+Cases: CIFAR-10 from the TFDS data_dir (synthetic 32x32 if it is not there) with the CPU default
+view (32x32, colour strength 0.5, no blur), in memory and streaming; and the ImageNet-style view
+(224x224, colour 1.0, blur 0.5, solarize on view 2) on synthetic images. Prints a table and writes
+JSON. Numbers depend on the host's free cores: run it on an idle machine to compare.
 """
+
 import argparse
 import json
 import os
@@ -29,9 +30,21 @@ def _config(dataset, data_dir, image_size, color, blur, cache, solarize2=0.0):
   if solarize2:
     aug2 = augment.default_aug_config(image_size, color_strength=color, blur_prob=0.1)
     aug2.solarize_prob = solarize2
-  return ml_collections.ConfigDict(dict(
-      dataset=dataset, data_dir=data_dir, train_split="train", image_size=image_size, shuffle_buffer=10_000,
-      aug=aug, aug2=aug2, cache=cache, seed=0, synthetic_train_size=4096, synthetic_test_size=256))
+  return ml_collections.ConfigDict(
+    dict(
+      dataset=dataset,
+      data_dir=data_dir,
+      train_split="train",
+      image_size=image_size,
+      shuffle_buffer=10_000,
+      aug=aug,
+      aug2=aug2,
+      cache=cache,
+      seed=0,
+      synthetic_train_size=4096,
+      synthetic_test_size=256,
+    )
+  )
 
 
 def measure(cfg, batch_size, steps, warmup):
@@ -46,15 +59,24 @@ def measure(cfg, batch_size, steps, warmup):
     batch = next(it)
   elapsed = time.perf_counter() - t1
   assert batch["view1"].shape[0] == batch_size
-  return {"startup_s": round(startup, 2), "steps": steps, "batch_size": batch_size,
-          "pairs_per_s": round(steps * batch_size / elapsed, 1), "batches_per_s": round(steps / elapsed, 2)}
+  return {
+    "startup_s": round(startup, 2),
+    "steps": steps,
+    "batch_size": batch_size,
+    "pairs_per_s": round(steps * batch_size / elapsed, 1),
+    "batches_per_s": round(steps / elapsed, 2),
+  }
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                                    "input_pipeline.json"))
+  parser.add_argument(
+    "--out",
+    default=os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results", "input_pipeline.json"
+    ),
+  )
   parser.add_argument("--steps", type=int, default=20)
   parser.add_argument("--warmup", type=int, default=3)
   parser.add_argument("--batch_size", type=int, default=256)
@@ -68,10 +90,17 @@ def main():
     print(f"CIFAR-10 unavailable ({str(e)[:80]}...); using the synthetic dataset.")
     small = "synthetic"
   cases = [
-      (f"{small} 32px c0.5 in-memory", _config(small, data_dir, 32, 0.5, 0.0, None), args.batch_size),
-      (f"{small} 32px c0.5 streaming", _config(small, data_dir, 32, 0.5, 0.0, False), args.batch_size),
-      ("synthetic 224px c1.0 blur0.5 (BYOL v2: solarize)", _config("synthetic", None, 224, 1.0, 0.5, None, 0.2),
-       64),
+    (f"{small} 32px c0.5 in-memory", _config(small, data_dir, 32, 0.5, 0.0, None), args.batch_size),
+    (
+      f"{small} 32px c0.5 streaming",
+      _config(small, data_dir, 32, 0.5, 0.0, False),
+      args.batch_size,
+    ),
+    (
+      "synthetic 224px c1.0 blur0.5 (BYOL v2: solarize)",
+      _config("synthetic", None, 224, 1.0, 0.5, None, 0.2),
+      64,
+    ),
   ]
   if small == "synthetic":
     cases.pop(1)  # The synthetic dataset is always in memory.
@@ -79,15 +108,27 @@ def main():
   print(f"host: {platform.node()} cpus={os.cpu_count()} loadavg={os.getloadavg()}")
   print(f"{'case':52s} {'batch':>5s} {'pairs/s':>9s} {'startup s':>9s}")
   for name, cfg, bs in cases:
-    r = measure(cfg, bs, max(args.steps * 256 // bs // 4, 5) if bs < args.batch_size else args.steps,
-                args.warmup)
+    r = measure(
+      cfg,
+      bs,
+      max(args.steps * 256 // bs // 4, 5) if bs < args.batch_size else args.steps,
+      args.warmup,
+    )
     r["case"] = name
     results.append(r)
     print(f"{name:52s} {bs:5d} {r['pairs_per_s']:9.1f} {r['startup_s']:9.2f}", flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
-    json.dump({"host": platform.node(), "cpu_count": os.cpu_count(), "loadavg": os.getloadavg(),
-               "results": results}, f, indent=1)
+    json.dump(
+      {
+        "host": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "results": results,
+      },
+      f,
+      indent=1,
+    )
   print(f"wrote {args.out}")
 
 

@@ -7,6 +7,7 @@ Counts images (pairs of views count as one image, as the paper's batch size does
 real one (contrastive_jax.train.make_train_step: jit over the mesh of all local devices, shard_map,
 synchronised BN, global NT-Xent, optimiser update); timings exclude compilation.
 """
+
 import argparse
 import json
 import os
@@ -21,8 +22,15 @@ import numpy as np  # noqa: E402
 from contrastive_jax import config_base, methods, optim, sharding, train  # noqa: E402
 
 
-def bench(model: str, batch_size: int, steps: int, image_size: int = 32, dtype: str = "float32",
-          optimizer: str = "lars", tile: int | None = None) -> dict:
+def bench(
+  model: str,
+  batch_size: int,
+  steps: int,
+  image_size: int = 32,
+  dtype: str = "float32",
+  optimizer: str = "lars",
+  tile: int | None = None,
+) -> dict:
   c = config_base.base_config()
   c.model.name, c.model.dtype = model, dtype
   if model == "resnet_tiny":
@@ -33,14 +41,17 @@ def bench(model: str, batch_size: int, steps: int, image_size: int = 32, dtype: 
   c.method_args.loss_tile_size = tile
   mesh = sharding.make_mesh()
   method = methods.get_method(c, 10)
-  tx, schedule = optim.create_optimizer(c.optim, batch_size=batch_size, total_steps=1000,
-                                        steps_per_epoch=100)
+  tx, schedule = optim.create_optimizer(
+    c.optim, batch_size=batch_size, total_steps=1000, steps_per_epoch=100
+  )
   state = train.create_state(method, tx, c, mesh, (image_size, image_size, 3))
   step = train.make_train_step(method, tx, schedule, mesh)
   rng = np.random.default_rng(0)
-  host = {"view1": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
-          "view2": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
-          "label": rng.integers(0, 10, size=(batch_size,)).astype(np.int32)}
+  host = {
+    "view1": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
+    "view2": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
+    "label": rng.integers(0, 10, size=(batch_size,)).astype(np.int32),
+  }
   batch = sharding.global_batch(host, mesh)
   t0 = time.perf_counter()
   state, m = step(state, batch)
@@ -54,26 +65,41 @@ def bench(model: str, batch_size: int, steps: int, image_size: int = 32, dtype: 
     times.append(time.perf_counter() - t0)
   med = float(np.median(times))
   n_params = sum(x.size for x in jax.tree.leaves(state.params["encoder"]))
-  return {"model": model, "encoder_params": int(n_params), "batch_size": batch_size,
-          "image_size": image_size, "dtype": dtype, "devices": jax.device_count(),
-          "platform": jax.devices()[0].platform, "step_s_median": med,
-          "images_per_sec": batch_size / med, "compile_s": compile_s, "loss": float(m["loss"])}
+  return {
+    "model": model,
+    "encoder_params": int(n_params),
+    "batch_size": batch_size,
+    "image_size": image_size,
+    "dtype": dtype,
+    "devices": jax.device_count(),
+    "platform": jax.devices()[0].platform,
+    "step_s_median": med,
+    "images_per_sec": batch_size / med,
+    "compile_s": compile_s,
+    "loss": float(m["loss"]),
+  }
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--models", default="resnet_tiny,resnet18")
   p.add_argument("--batch_size", type=int, default=256)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--image_size", type=int, default=32)
   p.add_argument("--dtype", default="float32")
-  p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_step.json"))
+  p.add_argument(
+    "--out", default=os.path.join(os.path.dirname(__file__), "results", "train_step.json")
+  )
   a = p.parse_args()
   rows = [bench(m, a.batch_size, a.steps, a.image_size, a.dtype) for m in a.models.split(",")]
   print(f"{'model':<12} {'params':>10} {'batch':>6} {'devices':>8} {'step (s)':>9} {'images/s':>9}")
   for r in rows:
-    print(f"{r['model']:<12} {r['encoder_params']:>10,} {r['batch_size']:>6} "
-          f"{r['devices']:>4} {r['platform']:<3} {r['step_s_median']:>9.3f} {r['images_per_sec']:>9.1f}")
+    print(
+      f"{r['model']:<12} {r['encoder_params']:>10,} {r['batch_size']:>6} "
+      f"{r['devices']:>4} {r['platform']:<3} {r['step_s_median']:>9.3f} {r['images_per_sec']:>9.1f}"
+    )
   os.makedirs(os.path.dirname(a.out), exist_ok=True)
   with open(a.out, "w", encoding="utf-8") as f:
     json.dump(rows, f, indent=2)

@@ -1,10 +1,11 @@
 r"""Fine-tuning of a pre-trained encoder with a new linear head on a class-balanced fraction of the labels.
 
-The whole network (encoder, plus the first projection layer with from_projection_layer=1 as in SimCLRv2) is
-trained with crop + flip views, Nesterov SGD (or LARS) and a cosine schedule, in the pre-training step
-(jit + shard_map over the mesh, synchronised BatchNorm). The labelled subset's ids are written to
-W2/subset_{pct}pct_seed{seed}.txt and re-read when present. On ImageNet (config.dataset imagenet2012) the
-1 % / 10 % fractions use TFDS's `imagenet2012_subset/1pct` and `/10pct` splits instead (SimCLR's splits).
+The whole network (encoder, plus the first projection layer with from_projection_layer=1 as in
+SimCLRv2) is trained with crop + flip views, Nesterov SGD (or LARS) and a cosine schedule, in the
+pre-training step (jit + shard_map over the mesh, synchronised BatchNorm). The labelled subset's ids
+are written to W2/subset_{pct}pct_seed{seed}.txt and re-read when present. On ImageNet
+(config.dataset imagenet2012) the 1 % / 10 % fractions use TFDS's `imagenet2012_subset/1pct` and
+`/10pct` splits instead (SimCLR's splits).
 
 Presets (`--config=configs/finetune.py:PRESET`):
   cpu    (default) 10 % of the labels, batch 128, 10 epochs, Nesterov SGD lr 0.1 (cosine, no weight decay).
@@ -16,6 +17,7 @@ Launch:
   python -m contrastive_jax.main --config=configs/finetune.py:cpu --config.label_fraction=0.01 \
       --config.pretrained_workdir=runs/simclr_cifar10_cpu --workdir=runs/simclr_cifar10_cpu_ft1
 """
+
 import importlib.util
 import os
 
@@ -23,8 +25,9 @@ import os
 def _eval_config(mode):
   # The shared defaults live in configs/linear_eval.py (configs/ is not a package).
   spec = importlib.util.spec_from_file_location(
-      "_contrastive_jax_linear_eval_config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                          "linear_eval.py"))
+    "_contrastive_jax_linear_eval_config",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "linear_eval.py"),
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.eval_config(mode)
@@ -36,8 +39,14 @@ def get_config(preset: str = "cpu"):
   if preset == "cpu":
     c.finetune.update(lr=0.1, batch_size=128, epochs=10)
   elif preset == "paper":
-    c.finetune.update(optimizer="sgd_nesterov", lr=0.05, lr_scaling="linear", weight_decay=0.0,
-                      batch_size=1024, epochs=30)
+    c.finetune.update(
+      optimizer="sgd_nesterov",
+      lr=0.05,
+      lr_scaling="linear",
+      weight_decay=0.0,
+      batch_size=1024,
+      epochs=30,
+    )
   else:
     raise ValueError(f"Unknown preset {preset!r} for finetune.py: use cpu or paper.")
   return c

@@ -1,17 +1,17 @@
 r"""MoCo v2 on CIFAR-10.
 
 Momentum key encoder (EMA of encoder + projector, momentum 0.99), a queue of 4096 negative keys fed
-with the keys of the whole global batch every step, InfoNCE at temperature 0.2, MLP projector without
-BatchNorm (MoCo v2). BatchNorm is synchronised over all devices in both encoders, which removes the
-need for MoCo's shuffled BN (a query and its key never see per-device batch statistics).
+with the keys of the whole global batch every step, InfoNCE at temperature 0.2, MLP projector
+without BatchNorm (MoCo v2). BatchNorm is synchronised over all devices in both encoders, which
+removes the need for MoCo's shuffled BN (a query and its key never see per-device batch statistics).
 
-Presets (`--config=configs/moco_v2_cifar10.py:PRESET`):
-  cpu    (default) the same 0.3M-parameter ResNet, AdamW and 3-epoch schedule as simclr_cifar10.py:cpu,
-         so methods compare fairly on a 2-core CPU (about 15 minutes); kNN at step 0 and at the end.
-  paper  ResNet-18 (CIFAR stem), batch 256, SGD lr 0.06 x B/256, momentum 0.9, weight decay 5e-4,
-         cosine, 800 epochs, queue 4096, m 0.99, T 0.2 (the recipe of the official MoCo CIFAR-10
-         demo, which reports ~82.6% kNN top-1 after 200 epochs with T 0.1 and ~90% after 800;
-         solo-learn's symmetric MoCo v2+ reaches 92.9% linear top-1 after 1000 epochs).
+Presets (`--config=configs/moco_v2_cifar10.py:PRESET`): cpu    (default) the same 0.3M-parameter
+  ResNet, AdamW and 3-epoch schedule as simclr_cifar10.py:cpu, so methods compare fairly on a 2-core
+  CPU (about 15 minutes); kNN at step 0 and at the end. paper  ResNet-18 (CIFAR stem), batch 256,
+  SGD lr 0.06 x B/256, momentum 0.9, weight decay 5e-4, cosine, 800 epochs, queue 4096, m 0.99, T
+  0.2 (the recipe of the official MoCo CIFAR-10 demo, which reports ~82.6% kNN top-1 after 200
+  epochs with T 0.1 and ~90% after 800; solo-learn's symmetric MoCo v2+ reaches 92.9% linear top-1
+  after 1000 epochs).
 
 Launch:
   python -m contrastive_jax.main --config=configs/moco_v2_cifar10.py:cpu --workdir=runs/moco_v2_cpu
@@ -19,6 +19,7 @@ Launch:
 Then a linear probe: python -m contrastive_jax.main --config=configs/linear_eval.py:paper \
   --config.pretrained_workdir=runs/moco_v2_c10 --workdir=runs/moco_v2_c10_linear
 """
+
 from contrastive_jax import config_base
 
 
@@ -28,7 +29,7 @@ def get_config(preset: str = "cpu"):
   c.dataset = "cifar10"
   c.image_size = 32
   c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0, crop_area_min=0.2)
-  c.head.update(use_bn=False, last_bn=False)          # MoCo v2: Dense-ReLU-Dense, no BN in the head
+  c.head.update(use_bn=False, last_bn=False)  # MoCo v2: Dense-ReLU-Dense, no BN in the head
   c.method_args.update(temperature=0.2, queue_size=4096, momentum=0.99, momentum_cosine=False)
   if preset == "cpu":
     config_base.apply_cpu_preset(c)
@@ -37,8 +38,14 @@ def get_config(preset: str = "cpu"):
     c.head.update(hidden_dims=(512,), out_dim=128)
     c.batch_size = 256
     c.total_epochs = 800.0
-    c.optim.update(name="sgd", base_lr=0.06, lr_scaling="linear", weight_decay=5e-4, momentum=0.9,
-                   warmup_epochs=0.0)
+    c.optim.update(
+      name="sgd",
+      base_lr=0.06,
+      lr_scaling="linear",
+      weight_decay=5e-4,
+      momentum=0.9,
+      warmup_epochs=0.0,
+    )
     c.eval_every_epochs = 50.0
   else:
     raise ValueError(f"Unknown preset {preset!r} for moco_v2_cifar10.py: use cpu or paper.")

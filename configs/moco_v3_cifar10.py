@@ -1,7 +1,7 @@
 r"""MoCo v3 on CIFAR-10 (Chen, Xie & He 2021).
 
-Online encoder -> projector -> predictor, momentum target (encoder + projector; momentum 0.99 -> 1 on a
-cosine over the run), symmetric InfoNCE with in-batch negatives of the whole global batch (all
+Online encoder -> projector -> predictor, momentum target (encoder + projector; momentum 0.99 -> 1
+on a cosine over the run), symmetric InfoNCE with in-batch negatives of the whole global batch (all
 devices), temperature 0.2, no queue. BatchNorm is synchronised over all devices.
 
 Presets (`--config=configs/moco_v3_cifar10.py:PRESET`):
@@ -14,6 +14,7 @@ Launch:
   python -m contrastive_jax.main --config=configs/moco_v3_cifar10.py:cpu --workdir=runs/moco_v3_cpu
   python -m contrastive_jax.main --config=configs/moco_v3_cifar10.py:paper --workdir=runs/moco_v3_c10
 """
+
 from contrastive_jax import config_base
 
 
@@ -36,8 +37,9 @@ def get_config(preset: str = "cpu"):
     c.predictor.update(hidden_dims=(4096,), out_dim=256)
     c.batch_size = 256
     c.total_epochs = 1000.0
-    c.optim.update(name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-5,
-                   warmup_epochs=10.0)
+    c.optim.update(
+      name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-5, warmup_epochs=10.0
+    )
     c.eval_every_epochs = 50.0
   else:
     raise ValueError(f"Unknown preset {preset!r} for moco_v3_cifar10.py: use cpu or paper.")

@@ -12,6 +12,7 @@ Launch on a TPU pod (every worker):
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/moco_v3_imagenet.py:cpu --workdir=runs/moco_v3_in_cpu
 """
+
 from contrastive_jax import config_base
 
 
@@ -30,8 +31,9 @@ def get_config(preset: str = "paper"):
   c.predictor.update(hidden_dims=(4096,), out_dim=256, use_bn=True, last_bn=False)
   c.batch_size = 4096
   c.total_epochs = 100.0
-  c.optim.update(name="lars", base_lr=0.6, lr_scaling="linear", weight_decay=1e-6,
-                 warmup_epochs=10.0)
+  c.optim.update(
+    name="lars", base_lr=0.6, lr_scaling="linear", weight_decay=1e-6, warmup_epochs=10.0
+  )
   c.method_args.update(temperature=1.0, momentum=0.99, momentum_final=1.0)
   c.log_every_steps = 100
   c.checkpoint_every_steps = 2500
@@ -54,9 +56,13 @@ def get_config(preset: str = "paper"):
     c.batch_size = 64
     c.total_steps = 20
     c.method_args.temperature = 0.2
-    c.optim.update(name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0)
+    c.optim.update(
+      name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0
+    )
     c.knn.update(batch_size=256, k=20)
     c.eval_every_epochs = 0.0
   else:
-    raise ValueError(f"Unknown preset {preset!r} for moco_v3_imagenet.py: use paper, paper_300ep or cpu.")
+    raise ValueError(
+      f"Unknown preset {preset!r} for moco_v3_imagenet.py: use paper, paper_300ep or cpu."
+    )
   return c

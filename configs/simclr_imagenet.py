@@ -12,6 +12,7 @@ Launch on a Cloud TPU VM pod (same command on every worker, e.g. v3-128):
 The data must be prepared with `tfds build imagenet2012` (manual download) into a GCS data_dir:
   --config.data_dir=gs://$BUCKET/tensorflow_datasets
 """
+
 from contrastive_jax import config_base
 
 
@@ -27,8 +28,9 @@ def get_config(preset: str = "100ep"):
   c.model.update(name="resnet50", width=1.0, stem="imagenet", norm="batch")
   c.head.update(hidden_dims=(2048, 2048), out_dim=128, last_bn=True)
   c.batch_size = 4096
-  c.optim.update(name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6,
-                 warmup_epochs=10.0)
+  c.optim.update(
+    name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_epochs=10.0
+  )
   c.method_args.temperature = 0.1
   c.log_every_steps = 100
   c.checkpoint_every_steps = 2500
@@ -47,7 +49,9 @@ def get_config(preset: str = "100ep"):
     c.head.update(hidden_dims=(256,), out_dim=64)
     c.batch_size = 64
     c.total_steps = 20
-    c.optim.update(name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0)
+    c.optim.update(
+      name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0
+    )
     c.knn.batch_size = 256
     c.eval_every_epochs = 0.0
   else:

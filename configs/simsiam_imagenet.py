@@ -1,16 +1,18 @@
 r"""SimSiam on ImageNet (Chen & He 2021), ResNet-50.
 
-3-layer projector 2048-2048-2048 (BN on every layer, output included), predictor 512-2048 bottleneck,
-batch 512, SGD lr 0.05 x B/256 (= 0.1), momentum 0.9, weight decay 1e-4, cosine, 100 epochs, MoCo v2
-augmentation. The paper reports 68.1% linear top-1 after 100 epochs (`paper`) with the predictor's
-learning rate held fixed (not decayed); here the predictor follows the common schedule, which the
-paper finds slightly worse (Sec. 4.3). `cpu`: a tiny ResNet on the offline 'synthetic' dataset.
+3-layer projector 2048-2048-2048 (BN on every layer, output included), predictor 512-2048
+bottleneck, batch 512, SGD lr 0.05 x B/256 (= 0.1), momentum 0.9, weight decay 1e-4, cosine, 100
+epochs, MoCo v2 augmentation. The paper reports 68.1% linear top-1 after 100 epochs (`paper`) with
+the predictor's learning rate held fixed (not decayed); here the predictor follows the common
+schedule, which the paper finds slightly worse (Sec. 4.3). `cpu`: a tiny ResNet on the offline
+'synthetic' dataset.
 
 Launch on a TPU pod or a GPU host:
   ./run.sh train --config=configs/simsiam_imagenet.py:paper --workdir=/gcs/$BUCKET/simsiam_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/simsiam_imagenet.py:cpu --workdir=runs/simsiam_in_cpu
 """
+
 from contrastive_jax import config_base
 
 
@@ -28,8 +30,14 @@ def get_config(preset: str = "paper"):
   c.predictor.update(hidden_dims=(512,), out_dim=2048, use_bn=True, last_bn=False)
   c.batch_size = 512
   c.total_epochs = 100.0
-  c.optim.update(name="sgd", base_lr=0.05, lr_scaling="linear", weight_decay=1e-4, momentum=0.9,
-                 warmup_epochs=0.0)
+  c.optim.update(
+    name="sgd",
+    base_lr=0.05,
+    lr_scaling="linear",
+    weight_decay=1e-4,
+    momentum=0.9,
+    warmup_epochs=0.0,
+  )
   c.method_args.update(stop_gradient=True)
   c.log_every_steps = 100
   c.checkpoint_every_steps = 5000

@@ -13,6 +13,7 @@ Launch on a TPU pod (every worker):
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/supcon_imagenet.py:cpu --workdir=runs/supcon_in_cpu
 """
+
 from contrastive_jax import config_base
 
 
@@ -29,8 +30,9 @@ def get_config(preset: str = "paper"):
   c.head.update(hidden_dims=(2048,), out_dim=128, use_bn=False, last_bn=False)
   c.batch_size = 6144
   c.total_epochs = 700.0
-  c.optim.update(name="lars", base_lr=0.2, lr_scaling="linear", weight_decay=1e-6,
-                 warmup_epochs=10.0)
+  c.optim.update(
+    name="lars", base_lr=0.2, lr_scaling="linear", weight_decay=1e-6, warmup_epochs=10.0
+  )
   c.method_args.update(temperature=0.1)
   c.log_every_steps = 100
   c.checkpoint_every_steps = 2500
@@ -46,7 +48,9 @@ def get_config(preset: str = "paper"):
     c.head.update(hidden_dims=(256,), out_dim=64)
     c.batch_size = 64
     c.total_steps = 20
-    c.optim.update(name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0)
+    c.optim.update(
+      name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0
+    )
     c.knn.update(batch_size=256, k=20)
     c.eval_every_epochs = 0.0
   else:

@@ -1,12 +1,13 @@
 r"""SimCLR batch-size scaling (Chen et al. 2020, Figure 9 and Appendix B.1 / Table B.1): a grid of
-pre-training runs, batch size x epochs x LR scaling rule (linear: base * B / 256, sqrt: base * sqrt(B))
-x temperature, each in W/bs{B}_ep{E}_{rule}_t{T}. See docs/batch_scaling.md for results and estimates.
+pre-training runs, batch size x epochs x LR scaling rule (linear: base * B / 256, sqrt: base *
+sqrt(B)) x temperature, each in W/bs{B}_ep{E}_{rule}_t{T}. See docs/batch_scaling.md for results and
+estimates.
 
-Presets (`--config=configs/sweep_batch_size.py:PRESET`):
-  cpu          CIFAR-10 scaled down for a shared 2-core CPU (~35 min for the 8 runs): resnet_tiny on
-               16x16 views of the first 10k training images, 1 epoch, batch 64..2048 (the gradient cache
-               above 512 rows per device), LARS with the paper's two rules, kNN top-1 on 2k test images.
-               Add a budget later with --config.sweep.epochs='(1.0,2.0)' (finished runs are skipped).
+Presets (`--config=configs/sweep_batch_size.py:PRESET`): cpu          CIFAR-10 scaled down for a
+  shared 2-core CPU (~35 min for the 8 runs): resnet_tiny on 16x16 views of the first 10k training
+  images, 1 epoch, batch 64..2048 (the gradient cache above 512 rows per device), LARS with the
+  paper's two rules, kNN top-1 on 2k test images. Add a budget later with
+  --config.sweep.epochs='(1.0,2.0)' (finished runs are skipped).
   cifar10_gpu  CIFAR-10 on one GPU: ResNet-18 (CIFAR stem), batch 256..8192 (gradient cache above 1024
                rows), 100 and 200 epochs, both rules, temperature 0.5, kNN top-1 on the full test split.
   imagenet     the paper's grid on a TPU pod: ResNet-50, batch 256..8192, 100/200/400/800 epochs, both
@@ -20,16 +21,27 @@ from their checkpoints), or print one launch command per run for a cluster:
       --config.sweep.action=print --workdir=/gcs/$BUCKET/sweep_in
 Then: python -m contrastive_jax.collect --sweep_dir=runs/sweep_cpu --out=docs/batch_scaling
 """
+
 import ml_collections
 
 from configs import simclr_cifar10, simclr_imagenet
 
 
 def _sweep(**kw) -> ml_collections.ConfigDict:
-  s = ml_collections.ConfigDict(dict(
-      action="run", config_file="", batch_sizes=(256,), epochs=(100.0,), lr_scalings=("linear", "sqrt"),
-      temperatures=(0.5,), base_lr=ml_collections.ConfigDict(dict(linear=0.3, sqrt=0.075)),
-      max_device_batch=0, num_devices=0, launcher="python -m contrastive_jax.main"))
+  s = ml_collections.ConfigDict(
+    dict(
+      action="run",
+      config_file="",
+      batch_sizes=(256,),
+      epochs=(100.0,),
+      lr_scalings=("linear", "sqrt"),
+      temperatures=(0.5,),
+      base_lr=ml_collections.ConfigDict(dict(linear=0.3, sqrt=0.075)),
+      max_device_batch=0,
+      num_devices=0,
+      launcher="python -m contrastive_jax.main",
+    )
+  )
   s.update(kw)
   return s
 
@@ -49,26 +61,41 @@ def get_config(preset: str = "cpu"):
     c.eval_every_epochs = 0.0
     c.knn.batch_size = 1000
     # The paper's Appendix B.1 rules: 0.3 x B/256 and 0.075 x sqrt(B) (equal at B = 4096).
-    c.sweep = _sweep(config_file="configs/sweep_batch_size.py:cpu",
-                     batch_sizes=(64, 256, 1024, 2048), epochs=(1.0,),
-                     temperatures=(0.5,), max_device_batch=512)
+    c.sweep = _sweep(
+      config_file="configs/sweep_batch_size.py:cpu",
+      batch_sizes=(64, 256, 1024, 2048),
+      epochs=(1.0,),
+      temperatures=(0.5,),
+      max_device_batch=512,
+    )
   elif preset == "cifar10_gpu":
     c = simclr_cifar10.get_config("paper")
     c.eval_every_epochs = 0.0
     c.checkpoint_every_steps = 2000
-    # linear 1.0 x B/256 is the CIFAR recipe (google-research/simclr README); the sqrt base gives the
-    # same LR at the recipe's batch of 512 (as 0.3 / 0.075 agree at ImageNet's 4096).
-    c.sweep = _sweep(config_file="configs/sweep_batch_size.py:cifar10_gpu",
-                     batch_sizes=(256, 512, 1024, 2048, 4096, 8192), epochs=(100.0, 200.0),
-                     temperatures=(0.5,), max_device_batch=1024, num_devices=1,
-                     base_lr=ml_collections.ConfigDict(dict(linear=1.0, sqrt=0.0884)))
+    # linear 1.0 x B/256 is the CIFAR recipe (google-research/simclr README); the sqrt base gives
+    # the same LR at the recipe's batch of 512 (as 0.3 / 0.075 agree at ImageNet's 4096).
+    c.sweep = _sweep(
+      config_file="configs/sweep_batch_size.py:cifar10_gpu",
+      batch_sizes=(256, 512, 1024, 2048, 4096, 8192),
+      epochs=(100.0, 200.0),
+      temperatures=(0.5,),
+      max_device_batch=1024,
+      num_devices=1,
+      base_lr=ml_collections.ConfigDict(dict(linear=1.0, sqrt=0.0884)),
+    )
   elif preset == "imagenet":
     c = simclr_imagenet.get_config("100ep")
-    c.sweep = _sweep(config_file="configs/sweep_batch_size.py:imagenet",
-                     batch_sizes=(256, 512, 1024, 2048, 4096, 8192),
-                     epochs=(100.0, 200.0, 400.0, 800.0), temperatures=(0.1,),
-                     max_device_batch=32, num_devices=128)
+    c.sweep = _sweep(
+      config_file="configs/sweep_batch_size.py:imagenet",
+      batch_sizes=(256, 512, 1024, 2048, 4096, 8192),
+      epochs=(100.0, 200.0, 400.0, 800.0),
+      temperatures=(0.1,),
+      max_device_batch=32,
+      num_devices=128,
+    )
   else:
-    raise ValueError(f"Unknown preset {preset!r} for sweep_batch_size.py: use cpu, cifar10_gpu or imagenet.")
+    raise ValueError(
+      f"Unknown preset {preset!r} for sweep_batch_size.py: use cpu, cifar10_gpu or imagenet."
+    )
   c.mode = "sweep"
   return c

@@ -1,8 +1,8 @@
 r"""Triplet loss (FaceNet, Schroff et al. 2015) with batch-hard mining (Hermans et al. 2017) on CIFAR-10.
 
-Class labels act as identities; both augmented views of every image are embedded (so every anchor has a
-positive), L2-normalised, and each anchor of the GLOBAL batch takes its hardest positive and hardest
-(or, with method_args.mining='semi_hard', FaceNet's semi-hard) negative; margin 0.2.
+Class labels act as identities; both augmented views of every image are embedded (so every anchor
+has a positive), L2-normalised, and each anchor of the GLOBAL batch takes its hardest positive and
+hardest (or, with method_args.mining='semi_hard', FaceNet's semi-hard) negative; margin 0.2.
 
 Presets (`--config=configs/triplet_cifar10.py:PRESET`):
   cpu    (default) the same tiny ResNet, AdamW and 3-epoch schedule as simclr_cifar10.py:cpu.
@@ -15,6 +15,7 @@ Launch:
   python -m contrastive_jax.main --config=configs/triplet_cifar10.py:cpu --workdir=runs/triplet_cpu
   python -m contrastive_jax.main --config=configs/triplet_cifar10.py:paper --workdir=runs/triplet_c10
 """
+
 from contrastive_jax import config_base
 
 
@@ -32,8 +33,9 @@ def get_config(preset: str = "cpu"):
     c.head.update(hidden_dims=(512,), out_dim=128)
     c.batch_size = 512
     c.total_epochs = 200.0
-    c.optim.update(name="adamw", base_lr=3e-4, lr_scaling="none", weight_decay=5e-4,
-                   warmup_epochs=5.0)
+    c.optim.update(
+      name="adamw", base_lr=3e-4, lr_scaling="none", weight_decay=5e-4, warmup_epochs=5.0
+    )
     c.eval_every_epochs = 20.0
   else:
     raise ValueError(f"Unknown preset {preset!r} for triplet_cifar10.py: use cpu or paper.")

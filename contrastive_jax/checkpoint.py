@@ -4,18 +4,22 @@ Each checkpoint holds two items: `state` (the TrainState pytree, every leaf a gl
 jax.Array; each process writes its shards) and `meta` (JSON: the config the run was started
 with, so a resume into a changed config can be detected).
 """
+
 import glob
 import logging
 import os
 import shutil
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import jax
 import orbax.checkpoint as ocp
 
-TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax writes <step>.orbax-checkpoint-tmp-<t>, renamed when complete
+TMP_SUFFIX = (
+  ".orbax-checkpoint-tmp"  # orbax writes <step>.orbax-checkpoint-tmp-<t>, renamed when complete
+)
 CORRUPT_SUFFIX = "_corrupt"  # unreadable checkpoints are moved to <directory>_corrupt/<step>-<time>
 # Test hook: SIGKILL this process while the checkpoint of this step is being written.
 TEST_KILL_ENV = "CONTRASTIVE_JAX_TEST_SIGKILL_DURING_SAVE_AT_STEP"
@@ -24,16 +28,20 @@ TEST_KILL_ENV = "CONTRASTIVE_JAX_TEST_SIGKILL_DURING_SAVE_AT_STEP"
 class Checkpointer:
   """Saves and restores the train state under `directory` (W/checkpoints)."""
 
-  def __init__(self, directory: str, *, keep: int = 3, save_every: int = 1000,
-               async_save: bool = True):
+  def __init__(
+    self, directory: str, *, keep: int = 3, save_every: int = 1000, async_save: bool = True
+  ):
     self.directory = os.path.abspath(directory)
     self._discard_incomplete()
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, save_interval_steps=1, create=True,
-        enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+      max_to_keep=keep,
+      save_interval_steps=1,
+      create=True,
+      enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=True,
+    )
     self._save_every = save_every
-    self._mgr = ocp.CheckpointManager(self.directory, options=options,
-                                      item_names=("state", "meta"))
+    self._mgr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
   def all_steps(self) -> list[int]:
     return sorted(self._mgr.all_steps())
@@ -47,8 +55,11 @@ class Checkpointer:
       return False
     if step in self._mgr.all_steps():
       return False
-    saved = self._mgr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+    saved = self._mgr.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+      force=True,
+    )
     if os.environ.get(TEST_KILL_ENV) == str(step):
       _die_while_writing(self.directory, step)
     return saved
@@ -59,12 +70,14 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state: Any) -> Any:
     """Restores the state at `step` with the shardings of `abstract_state` (ShapeDtypeStructs)."""
-    out = self._mgr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state)))
+    out = self._mgr.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    )
     return out["state"]
 
-  def restore_latest_good(self, abstract_state: Any,
-                          on_skip: Callable[[int, Exception], None] | None = None):
+  def restore_latest_good(
+    self, abstract_state: Any, on_skip: Callable[[int, Exception], None] | None = None
+  ):
     """Restores the newest checkpoint that loads; returns (step, state, meta) or None.
 
     A checkpoint that fails to load (truncated, corrupt, interrupted write) is reported
@@ -92,8 +105,9 @@ class Checkpointer:
         dest = os.path.join(self.directory + CORRUPT_SUFFIX, f"{step}-{int(time.time())}")
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         shutil.move(os.path.join(self.directory, str(step)), dest)
-        logging.warning("Moved the unreadable checkpoint of step %d to %s (kept for inspection).",
-                        step, dest)
+        logging.warning(
+          "Moved the unreadable checkpoint of step %d to %s (kept for inspection).", step, dest
+        )
     _sync("checkpoint_set_aside")
     self._mgr.reload()
 
@@ -101,9 +115,12 @@ class Checkpointer:
     """Removes partial writes (a save interrupted by a crash or SIGKILL), saying so."""
     tmps = sorted(glob.glob(os.path.join(self.directory, f"*{TMP_SUFFIX}*")))
     if tmps:
-      logging.warning("Ignoring %d incomplete checkpoint write(s), interrupted before they were "
-                      "finalised: %s. Removing them; resuming from the last complete checkpoint.",
-                      len(tmps), ", ".join(os.path.basename(t) for t in tmps))
+      logging.warning(
+        "Ignoring %d incomplete checkpoint write(s), interrupted before they were "
+        "finalised: %s. Removing them; resuming from the last complete checkpoint.",
+        len(tmps),
+        ", ".join(os.path.basename(t) for t in tmps),
+      )
       if jax.process_index() == 0:
         for t in tmps:
           shutil.rmtree(t, ignore_errors=True)
@@ -117,7 +134,9 @@ class Checkpointer:
     """Path of the newest checkpoint once pending writes finished, or a note that there is none."""
     self.wait()
     step = self.latest_step()
-    return os.path.join(self.directory, str(step)) if step is not None else "none (no checkpoint yet)"
+    return (
+      os.path.join(self.directory, str(step)) if step is not None else "none (no checkpoint yet)"
+    )
 
   def wait(self) -> None:
     self._mgr.wait_until_finished()
@@ -148,8 +167,12 @@ def _die_while_writing(directory: str, step: int) -> None:
 
 
 def _log_skip(step: int, e: Exception) -> None:
-  logging.warning("Checkpoint at step %d could not be restored (%s: %s); trying an older one.",
-                  step, type(e).__name__, str(e)[:300])
+  logging.warning(
+    "Checkpoint at step %d could not be restored (%s: %s); trying an older one.",
+    step,
+    type(e).__name__,
+    str(e)[:300],
+  )
 
 
 def abstract_like(tree: Any) -> Any:

@@ -1,35 +1,40 @@
 """Gradient-cache train step (GradCache, Gao et al. 2021, "Scaling Deep Contrastive Learning Batch Size
-under Memory Limited Setup"): a contrastive batch far larger than the activations that fit in memory.
+under Memory Limited Setup"): a contrastive batch far larger than the activations that fit in
+memory.
 
-Selected by `config.grad_cache_chunk` (rows of this device's shard per chunk; 0 = the plain step). Inside
-the shard_map body, on every device:
+Selected by `config.grad_cache_chunk` (rows of this device's shard per chunk; 0 = the plain step).
+Inside the shard_map body, on every device:
 
   1. embed: a lax.scan over the shard's chunks of `method.embed_for_loss`, outside autodiff, so only
      the embeddings (rows x d) are kept, never the activations;
-  2. loss: `method.loss_from_embeddings` on the shard's embeddings (the global loss, with all_gather inside)
-     and its gradient g_e w.r.t. THIS device's embeddings; the transpose of all_gather (psum_scatter) already
-     brings in the terms where other devices' anchors use our embeddings as candidates;
-  3. backward: a lax.scan over the chunks that re-runs each chunk's forward under jax.vjp and pulls back its
-     slice of g_e, accumulating the parameter gradient; one psum over 'data' at the end.
+  2. loss: `method.loss_from_embeddings` on the shard's embeddings (the global loss, with all_gather
+     inside) and its gradient g_e w.r.t. THIS device's embeddings; the transpose of all_gather
+     (psum_scatter) already brings in the terms where other devices' anchors use our embeddings as
+     candidates;
+  3. backward: a lax.scan over the chunks that re-runs each chunk's forward under jax.vjp and pulls
+     back its slice of g_e, accumulating the parameter gradient; one psum over 'data' at the end.
 
-Peak memory is the activations of ONE chunk (plus the O(N d) embeddings and the loss), at the price of a
-second forward (about 1.3-1.4x the plain step's compute).
+Peak memory is the activations of ONE chunk (plus the O(N d) embeddings and the loss), at the price
+of a second forward (about 1.3-1.4x the plain step's compute).
 
-Exactness. Without batch statistics (model.norm 'group' or 'layer', head.use_bn False) the gradient equals
-the full-batch gradient up to float32 summation order (tests/test_grad_cache.py). With BatchNorm, each
-chunk is normalised with ITS statistics (synchronised over devices, so over chunk x devices x 2 views
-images): this is BN with a smaller batch, not the global BN of the plain step. What changes:
-  - normalisation: per-chunk mean/variance in the forward, and the gradient through the statistics only
-    couples rows of the same chunk;
+Exactness. Without batch statistics (model.norm 'group' or 'layer', head.use_bn False) the gradient
+equals the full-batch gradient up to float32 summation order (tests/test_grad_cache.py). With
+BatchNorm, each chunk is normalised with ITS statistics (synchronised over devices, so over chunk x
+devices x 2 views images): this is BN with a smaller batch, not the global BN of the plain step.
+What changes:
+  - normalisation: per-chunk mean/variance in the forward, and the gradient through the statistics
+    only couples rows of the same chunk;
   - both views of a row are always in the same chunk (chunks are slices of rows), so a positive pair
-    shares statistics, like in the plain step; negatives from other chunks were normalised differently,
-    which is the "BN leaks batch information" channel of Chen et al. 2020 (Sec. B.3) restricted to a chunk;
-  - running statistics: every chunk starts from the same state.batch_stats and the step keeps the MEAN of
-    the per-chunk updates (one EMA update per step, as in the plain step): the running mean then equals the
-    global-batch mean exactly; the running variance is the mean within-chunk variance (it misses the
-    between-chunk spread, small for random chunks).
-  docs/batch_scaling.md reports the measured accuracy effect.
+    shares statistics, like in the plain step; negatives from other chunks were normalised
+    differently, which is the "BN leaks batch information" channel of Chen et al. 2020 (Sec. B.3)
+    restricted to a chunk;
+  - running statistics: every chunk starts from the same state.batch_stats and the step keeps the
+    MEAN of the per-chunk updates (one EMA update per step, as in the plain step): the running mean
+    then equals the global-batch mean exactly; the running variance is the mean within-chunk
+    variance (it misses the between-chunk spread, small for random chunks). docs/batch_scaling.md
+    reports the measured accuracy effect.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -40,13 +45,15 @@ def check_chunk(method, chunk: int, local_batch: int) -> int:
   """Number of chunks per device; clear errors for a method or a chunk size that cannot work."""
   if method.embed_for_loss is None or method.loss_from_embeddings is None:
     raise ValueError(
-        f"config.grad_cache_chunk={chunk} needs a method with embed_for_loss and loss_from_embeddings "
-        f"(see methods/base.py); {method.name!r} has none. Set config.grad_cache_chunk=0.")
+      f"config.grad_cache_chunk={chunk} needs a method with embed_for_loss and loss_from_embeddings "
+      f"(see methods/base.py); {method.name!r} has none. Set config.grad_cache_chunk=0."
+    )
   if chunk <= 0 or local_batch % chunk:
     raise ValueError(
-        f"config.grad_cache_chunk={chunk} must divide the per-device batch ({local_batch} = "
-        f"config.batch_size / {jax.device_count()} devices); e.g. "
-        f"--config.grad_cache_chunk={_largest_divisor_at_most(local_batch, max(chunk, 1))}.")
+      f"config.grad_cache_chunk={chunk} must divide the per-device batch ({local_batch} = "
+      f"config.batch_size / {jax.device_count()} devices); e.g. "
+      f"--config.grad_cache_chunk={_largest_divisor_at_most(local_batch, max(chunk, 1))}."
+    )
   return local_batch // chunk
 
 
@@ -63,8 +70,17 @@ def _merge(tree):
   return jax.tree.map(lambda x: x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]), tree)
 
 
-def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=sharding.DATA_AXIS,
-                 unroll: bool | None = None):
+def cached_grads(
+  method,
+  params,
+  state,
+  batch,
+  rng,
+  step,
+  chunk: int,
+  axis_name=sharding.DATA_AXIS,
+  unroll: bool | None = None,
+):
   """(loss, aux, grads) of method's global loss, computed chunk by chunk (call inside shard_map).
 
   Args:
@@ -103,14 +119,16 @@ def cached_grads(method, params, state, batch, rng, step, chunk: int, axis_name=
     return jax.tree.leaves(emb_c)[0].reshape(-1)[0].astype(jnp.float32), (emb_c, stats_c)
 
   token0 = jax.lax.pcast(jnp.zeros((), jnp.float32), axis_name, to="varying")
-  _, (emb_chunks, stats_chunks) = jax.lax.scan(forward, token0, (chunks, keys),
-                                               unroll=k if unroll else 1)
+  _, (emb_chunks, stats_chunks) = jax.lax.scan(
+    forward, token0, (chunks, keys), unroll=k if unroll else 1
+  )
   emb = _merge(emb_chunks)
   new_stats = jax.tree.map(lambda s: jnp.mean(s, axis=0), stats_chunks)
 
   # 2. The global loss and its gradient w.r.t. this device's embeddings.
   def loss_of(e):
     return method.loss_from_embeddings(e, batch, state, rng, step)
+
   (loss, aux), g_emb = jax.value_and_grad(loss_of, has_aux=True)(emb)
   g_chunks = _split(g_emb, k)
 
@@ -137,8 +155,9 @@ def make_train_step(method, tx, schedule, mesh, chunk: int, unroll: bool | None 
   from contrastive_jax import train  # pylint: disable=g-import-not-at-top  (train imports us lazily)
 
   def grad_fn(state, batch, rng):
-    _, aux, grads = cached_grads(method, state.params, state, batch, rng, state.step, chunk,
-                                 unroll=unroll)
+    _, aux, grads = cached_grads(
+      method, state.params, state, batch, rng, state.step, chunk, unroll=unroll
+    )
     return aux, grads
 
   return train.make_train_step(method, tx, schedule, mesh, grad_fn=grad_fn)

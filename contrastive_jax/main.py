@@ -3,6 +3,7 @@
 Only two flags. Every hyper-parameter is a config field; override with --config.field=value.
 The same command runs on one CPU, a multi-GPU host, and every worker of a TPU pod.
 """
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,8 +11,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path[:preset]).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file (path[:preset]).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -21,33 +23,50 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]} (only --config and --workdir).")
   # TensorFlow is only the input pipeline: keep it off the accelerators.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   tf.config.set_visible_devices([], "GPU")
   tf.config.set_visible_devices([], "TPU") if tf.config.list_physical_devices("TPU") else None
 
   from contrastive_jax import sharding  # pylint: disable=g-import-not-at-top
+
   sharding.maybe_initialize_distributed()
   import jax  # pylint: disable=g-import-not-at-top
-  logging.info("JAX %s: process %d/%d, %d local / %d global devices (%s).", jax.__version__,
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count(), jax.devices()[0].platform)
+
+  logging.info(
+    "JAX %s: process %d/%d, %d local / %d global devices (%s).",
+    jax.__version__,
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+    jax.devices()[0].platform,
+  )
   config = _CONFIG.value
   if not flags.FLAGS["verbosity"].present:
     # Keep the console to the progress line and warnings (TFDS logs every file it opens at INFO).
     logging.set_verbosity(logging.WARNING)
   if config.mode == "pretrain":
     from contrastive_jax import train  # pylint: disable=g-import-not-at-top
+
     results = train.train_and_evaluate(config, _WORKDIR.value)
   elif config.mode in ("linear_eval", "finetune"):
     from contrastive_jax.evaluators import run as eval_run  # pylint: disable=g-import-not-at-top
+
     results = eval_run.evaluate(config, _WORKDIR.value)
   elif config.mode == "sweep":
     from contrastive_jax import sweep  # pylint: disable=g-import-not-at-top
+
     results = sweep.main(config, _WORKDIR.value)
   else:
     raise ValueError(f"config.mode={config.mode!r}: use pretrain, linear_eval, finetune or sweep.")
   if jax.process_index() == 0:
-    print("Results:", ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                                for k, v in sorted(results.items())), flush=True)
+    print(
+      "Results:",
+      ", ".join(
+        f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(results.items())
+      ),
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Metric writing (TensorBoard + metrics.jsonl, process 0 only) and the console progress line."""
+
 import json
 import math
 import os
 import sys
 import time
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -31,6 +33,7 @@ class MetricWriter:
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
     try:
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
       self._tf = tf
       self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
     except ImportError:
@@ -79,10 +82,13 @@ class Progress:
     width = 24
     filled = int(width * step / max(self.total, 1))
     bar = "#" * filled + "." * (width - filled)
-    extra = " ".join(f"{k}={metrics[k]:.4g}" for k in ("probe_accuracy", "contrastive_accuracy")
-                     if k in metrics)
-    return (f"[{bar}] step {step}/{self.total} loss={metrics.get('loss', float('nan')):.4f} "
-            f"{extra} {images_per_sec:.0f} img/s ETA {_fmt_time(eta)}")
+    extra = " ".join(
+      f"{k}={metrics[k]:.4g}" for k in ("probe_accuracy", "contrastive_accuracy") if k in metrics
+    )
+    return (
+      f"[{bar}] step {step}/{self.total} loss={metrics.get('loss', float('nan')):.4f} "
+      f"{extra} {images_per_sec:.0f} img/s ETA {_fmt_time(eta)}"
+    )
 
   def print(self, step, metrics, images_per_sec) -> None:
     if jax.process_index() == 0:
@@ -93,7 +99,11 @@ def _fmt_time(s: float) -> str:
   if not math.isfinite(s):
     return "--:--"
   s = int(s)
-  return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+  return (
+    f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    if s >= 3600
+    else f"{s // 60:02d}:{s % 60:02d}"
+  )
 
 
 def write_json(path: str, obj: Mapping[str, Any]) -> None:
@@ -111,7 +121,9 @@ def update_results(workdir: str, new: Mapping[str, Any]) -> dict:
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:
       results = json.load(f)
-  results.update({k: (v if isinstance(v, (str, int, list, dict)) else _scalar(v)) for k, v in new.items()})
+  results.update(
+    {k: (v if isinstance(v, (str, int, list, dict)) else _scalar(v)) for k, v in new.items()}
+  )
   if jax.process_index() == 0:
     write_json(path, results)
   return results

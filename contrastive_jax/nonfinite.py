@@ -7,11 +7,13 @@ Two halves:
   therefore always finite, whatever the policy.
 - `Monitor.check(pending)` (on the host, before every log AND before every checkpoint save): with
   config.nan_policy='stop' the first non-finite step raises `NonFiniteError` naming the step, the
-  last finite metrics and the last good checkpoint; with 'skip' skipped steps are counted and the run
-  stops once more than config.max_skipped_steps were skipped.
+  last finite metrics and the last good checkpoint; with 'skip' skipped steps are counted and the
+  run stops once more than config.max_skipped_steps were skipped.
 """
+
 import math
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,8 +31,9 @@ def guard(step_body: Callable) -> Callable:
   def guarded(state, batch):
     new_state, m = step_body(state, batch)
     finite = jnp.isfinite(m["loss"]) & jnp.isfinite(m["grad_norm"])
-    kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                        new_state.replace(step=state.step), state)
+    kept = jax.tree.map(
+      lambda new, old: jnp.where(finite, new, old), new_state.replace(step=state.step), state
+    )
     m = dict(m)
     m[NONFINITE] = 1.0 - finite.astype(jnp.float32)
     return kept.replace(step=new_state.step), m
@@ -62,16 +65,23 @@ class Monitor:
       if self.policy == "skip" and self.skipped < self.max_skipped:
         self.skipped += 1
         continue
-      why = (f"more than config.max_skipped_steps={self.max_skipped} non-finite steps were skipped"
-             if self.policy == "skip" else "config.nan_policy='stop'")
-      last = (f"step {self.last_finite[0]}: " + _fmt(self.last_finite[1])
-              if self.last_finite else "none in this run")
+      why = (
+        f"more than config.max_skipped_steps={self.max_skipped} non-finite steps were skipped"
+        if self.policy == "skip"
+        else "config.nan_policy='stop'"
+      )
+      last = (
+        f"step {self.last_finite[0]}: " + _fmt(self.last_finite[1])
+        if self.last_finite
+        else "none in this run"
+      )
       raise NonFiniteError(
-          f"Non-finite loss or gradient at step {step} ({why}); metrics there: {_fmt(m)}.\n"
-          f"  Last finite metrics: {last}.\n"
-          f"  Last good checkpoint (left intact, no non-finite state was saved): {last_checkpoint()}.\n"
-          f"  Fix: lower config.optim.base_lr, set config.optim.grad_clip_norm, or use "
-          f"config.nan_policy='skip'.")
+        f"Non-finite loss or gradient at step {step} ({why}); metrics there: {_fmt(m)}.\n"
+        f"  Last finite metrics: {last}.\n"
+        f"  Last good checkpoint (left intact, no non-finite state was saved): {last_checkpoint()}.\n"
+        f"  Fix: lower config.optim.base_lr, set config.optim.grad_clip_norm, or use "
+        f"config.nan_policy='skip'."
+      )
 
 
 def _fmt(m: dict[str, Any]) -> str:

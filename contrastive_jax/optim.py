@@ -1,10 +1,12 @@
 """Optimisers from config: LARS / SGD / AdamW, learning-rate scaling rule, linear warmup + cosine decay.
 
-Weight decay (and LARS's trust ratio) apply to conv and dense kernels only, never to biases or normalisation
-scales/offsets (SimCLR Appendix B.1; Goyal et al. 2017).
+Weight decay (and LARS's trust ratio) apply to conv and dense kernels only, never to biases or
+normalisation scales/offsets (SimCLR Appendix B.1; Goyal et al. 2017).
 """
+
 import math
-from typing import Any, Callable, Tuple
+from typing import Any
+from collections.abc import Callable
 
 import jax
 import optax
@@ -19,8 +21,8 @@ def learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
   Args:
     base_lr: config.optim.base_lr.
     batch_size: global batch size.
-    rule: 'linear' (base * B / 256, Goyal et al. 2017), 'sqrt' (base * sqrt(B), SimCLR Appendix B.1 uses
-      0.075 * sqrt(B)) or 'none' (base).
+    rule: 'linear' (base * B / 256, Goyal et al. 2017), 'sqrt' (base * sqrt(B), SimCLR Appendix B.1
+      uses 0.075 * sqrt(B)) or 'none' (base).
 
   Returns:
     The peak learning rate.
@@ -31,19 +33,26 @@ def learning_rate(base_lr: float, batch_size: int, rule: str) -> float:
     return base_lr * math.sqrt(batch_size)
   if rule == "none":
     return float(base_lr)
-  raise ValueError(f"Unknown learning-rate scaling rule {rule!r} (config.optim.lr_scaling); "
-                   f"expected one of {LR_RULES}.")
+  raise ValueError(
+    f"Unknown learning-rate scaling rule {rule!r} (config.optim.lr_scaling); "
+    f"expected one of {LR_RULES}."
+  )
 
 
-def create_schedule(peak_lr: float, total_steps: int, warmup_steps: int,
-                    end_lr_factor: float = 0.0) -> optax.Schedule:
+def create_schedule(
+  peak_lr: float, total_steps: int, warmup_steps: int, end_lr_factor: float = 0.0
+) -> optax.Schedule:
   """Linear warmup from 0 to `peak_lr` over `warmup_steps`, then cosine decay to `end_lr_factor * peak_lr`
   at `total_steps`."""
   total_steps = max(int(total_steps), 1)
   warmup_steps = min(max(int(warmup_steps), 0), total_steps - 1)
   return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak_lr, warmup_steps=warmup_steps, decay_steps=total_steps,
-      end_value=peak_lr * end_lr_factor)
+    init_value=0.0,
+    peak_value=peak_lr,
+    warmup_steps=warmup_steps,
+    decay_steps=total_steps,
+    end_value=peak_lr * end_lr_factor,
+  )
 
 
 def _leaf_name(path) -> str:
@@ -59,8 +68,10 @@ def weight_decay_mask(params: Any) -> Any:
 
   Biases and norm scales/offsets (ndim == 1, or named 'bias'/'scale') are excluded.
   """
+
   def keep(path, leaf):
     return jax.numpy.ndim(leaf) > 1 and _leaf_name(path) not in ("bias", "scale")
+
   return jax.tree_util.tree_map_with_path(keep, params)
 
 
@@ -69,8 +80,9 @@ def _get(cfg, name, default):
   return default if value is None else value
 
 
-def create_optimizer(optim_cfg, *, batch_size: int, total_steps: int,
-                     steps_per_epoch: int) -> Tuple[optax.GradientTransformation, Callable]:
+def create_optimizer(
+  optim_cfg, *, batch_size: int, total_steps: int, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, Callable]:
   """Builds the optimiser and its learning-rate schedule from `config.optim` (attribute access).
 
   Fields: name ('lars' | 'sgd' | 'adamw'), base_lr, lr_scaling ('linear' | 'sqrt' | 'none'), weight_decay,
@@ -88,26 +100,43 @@ def create_optimizer(optim_cfg, *, batch_size: int, total_steps: int,
   """
   name = _get(optim_cfg, "name", "lars")
   if name not in OPTIMIZERS:
-    raise ValueError(f"Unknown optimizer {name!r} (config.optim.name); expected one of {OPTIMIZERS}.")
-  peak_lr = learning_rate(float(_get(optim_cfg, "base_lr", 0.3)), batch_size,
-                          _get(optim_cfg, "lr_scaling", "linear"))
+    raise ValueError(
+      f"Unknown optimizer {name!r} (config.optim.name); expected one of {OPTIMIZERS}."
+    )
+  peak_lr = learning_rate(
+    float(_get(optim_cfg, "base_lr", 0.3)), batch_size, _get(optim_cfg, "lr_scaling", "linear")
+  )
   warmup_steps = int(round(float(_get(optim_cfg, "warmup_epochs", 0.0)) * steps_per_epoch))
-  schedule = create_schedule(peak_lr, total_steps, warmup_steps,
-                             float(_get(optim_cfg, "end_lr_factor", 0.0)))
+  schedule = create_schedule(
+    peak_lr, total_steps, warmup_steps, float(_get(optim_cfg, "end_lr_factor", 0.0))
+  )
   wd = float(_get(optim_cfg, "weight_decay", 0.0))
   momentum = float(_get(optim_cfg, "momentum", 0.9))
   nesterov = bool(_get(optim_cfg, "nesterov", False))
 
   if name == "lars":
-    tx = optax.lars(schedule, weight_decay=wd, weight_decay_mask=weight_decay_mask,
-                    trust_coefficient=float(_get(optim_cfg, "trust_coefficient", 0.001)),
-                    trust_ratio_mask=weight_decay_mask, momentum=momentum, nesterov=nesterov)
+    tx = optax.lars(
+      schedule,
+      weight_decay=wd,
+      weight_decay_mask=weight_decay_mask,
+      trust_coefficient=float(_get(optim_cfg, "trust_coefficient", 0.001)),
+      trust_ratio_mask=weight_decay_mask,
+      momentum=momentum,
+      nesterov=nesterov,
+    )
   elif name == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(wd, mask=weight_decay_mask),
-                     optax.sgd(schedule, momentum=momentum or None, nesterov=nesterov))
+    tx = optax.chain(
+      optax.add_decayed_weights(wd, mask=weight_decay_mask),
+      optax.sgd(schedule, momentum=momentum or None, nesterov=nesterov),
+    )
   else:
-    tx = optax.adamw(schedule, b1=float(_get(optim_cfg, "b1", 0.9)), b2=float(_get(optim_cfg, "b2", 0.999)),
-                     weight_decay=wd, mask=weight_decay_mask)
+    tx = optax.adamw(
+      schedule,
+      b1=float(_get(optim_cfg, "b1", 0.9)),
+      b2=float(_get(optim_cfg, "b2", 0.999)),
+      weight_decay=wd,
+      mask=weight_decay_mask,
+    )
 
   clip = float(_get(optim_cfg, "grad_clip_norm", 0.0))
   if clip > 0:

@@ -1,15 +1,17 @@
 """Preemption: stop every process at the same step, so that all of them save that step and exit.
 
 Sources of a stop request, checked once per step by `PreemptionWatcher.should_stop(step)`:
-- several processes with JAX's preemption service (on by default after jax.distributed.initialize; it
-  catches SIGTERM and TPU maintenance notices on any host and propagates them):
+- several processes with JAX's preemption service (on by default after jax.distributed.initialize;
+  it catches SIGTERM and TPU maintenance notices on any host and propagates them):
   `multihost_utils.reached_preemption_sync_point(step)` turns true at the same step on every host;
 - one process: SIGTERM (or SIGINT), caught by a Python handler that sets a flag;
 - several processes without the service: the flag of every process is combined by a small all-gather
   every `agree_every` steps, so all processes stop at the same step.
 
-Test hook: CONTRASTIVE_JAX_TEST_SIGTERM_AT_STEP=k makes process 0 send itself a real SIGTERM after step k.
+Test hook: CONTRASTIVE_JAX_TEST_SIGTERM_AT_STEP=k makes process 0 send itself a real SIGTERM after
+step k.
 """
+
 import logging
 import os
 import signal
@@ -26,6 +28,7 @@ def _preemption_service_available() -> bool:
     return False
   try:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
     multihost_utils.reached_preemption_sync_point(-1)
     return True
   except RuntimeError:  # jax_enable_preemption_service is off
@@ -50,8 +53,10 @@ class PreemptionWatcher:
     if self.signalled and signum == signal.SIGINT:
       raise KeyboardInterrupt  # a second Ctrl-C stops at once, without saving
     self.signalled = True
-    logging.warning("Received %s: finishing this step, saving a checkpoint, then exiting.",
-                    signal.Signals(signum).name)
+    logging.warning(
+      "Received %s: finishing this step, saving a checkpoint, then exiting.",
+      signal.Signals(signum).name,
+    )
 
   def should_stop(self, step: int) -> bool:
     """True (on every process at the same `step`) when the run must save and exit after `step`.
@@ -62,12 +67,14 @@ class PreemptionWatcher:
       os.kill(os.getpid(), signal.SIGTERM)
     if self._use_service:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
       return bool(multihost_utils.reached_preemption_sync_point(step))
     if jax.process_count() == 1:
       return self.signalled
     if step % self.agree_every:
       return False
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
     flags = multihost_utils.process_allgather(np.array([self.signalled], np.int32))
     return bool(np.max(flags))
 

@@ -1,6 +1,8 @@
 """Mesh creation, global arrays from per-process host batches, multi-host helpers."""
+
 import os
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import jax
 import numpy as np
@@ -27,8 +29,9 @@ def check_batch_size(batch_size: int, field: str = "config.batch_size") -> None:
   n_dev, n_proc = jax.device_count(), jax.process_count()
   if batch_size <= 0 or batch_size % n_dev:
     raise ValueError(
-        f"{field}={batch_size} must be a positive multiple of the number of devices ({n_dev}); "
-        f"set {field} to e.g. {max(n_dev, (max(batch_size, 1) // n_dev) * n_dev)}.")
+      f"{field}={batch_size} must be a positive multiple of the number of devices ({n_dev}); "
+      f"set {field} to e.g. {max(n_dev, (max(batch_size, 1) // n_dev) * n_dev)}."
+    )
   if batch_size % n_proc:
     raise ValueError(f"{field}={batch_size} must divide over the {n_proc} processes.")
 
@@ -36,17 +39,22 @@ def check_batch_size(batch_size: int, field: str = "config.batch_size") -> None:
 def global_batch(host_batch: Mapping[str, np.ndarray], mesh) -> dict[str, jax.Array]:
   """Turns this process's rows into global jax.Arrays sharded along 'data'."""
   sharding = data_sharded(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in host_batch.items()}
+  return {
+    k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+    for k, v in host_batch.items()
+  }
 
 
 def to_host(x: Any) -> Any:
   """Fetches (possibly multi-host, replicated) arrays to numpy on every process."""
+
   def fetch(a):
     if isinstance(a, jax.Array) and not a.is_fully_addressable:
       from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
       return np.asarray(multihost_utils.process_allgather(a, tiled=True))
     return np.asarray(a)
+
   return jax.tree.map(fetch, x)
 
 
@@ -59,12 +67,17 @@ def maybe_initialize_distributed() -> None:
   """
   env = os.environ
   if env.get("JAX_COORDINATOR_ADDRESS"):
-    kwargs = dict(coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
-                  num_processes=int(env["JAX_NUM_PROCESSES"]),
-                  process_id=int(env["JAX_PROCESS_ID"]))
+    kwargs = dict(
+      coordinator_address=env["JAX_COORDINATOR_ADDRESS"],
+      num_processes=int(env["JAX_NUM_PROCESSES"]),
+      process_id=int(env["JAX_PROCESS_ID"]),
+    )
     if env.get("JAX_LOCAL_DEVICE_IDS"):
       kwargs["local_device_ids"] = [int(i) for i in env["JAX_LOCAL_DEVICE_IDS"].split(",")]
     jax.distributed.initialize(**kwargs)
-  elif env.get("TPU_WORKER_HOSTNAMES") or env.get("SLURM_NTASKS", "1") != "1" or \
-      env.get("OMPI_COMM_WORLD_SIZE", "1") != "1":
+  elif (
+    env.get("TPU_WORKER_HOSTNAMES")
+    or env.get("SLURM_NTASKS", "1") != "1"
+    or env.get("OMPI_COMM_WORLD_SIZE", "1") != "1"
+  ):
     jax.distributed.initialize()

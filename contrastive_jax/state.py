@@ -1,4 +1,5 @@
 """The train state: one pytree, replicated over the mesh, checkpointed whole."""
+
 from typing import Any
 
 import flax.struct
@@ -16,6 +17,7 @@ class TrainState(flax.struct.PyTreeNode):
     extras: method state that is not trained by gradients (EMA targets, queues).
     rng: base PRNG key; each step folds in the step and the device index.
   """
+
   step: jax.Array
   params: Any
   batch_stats: Any

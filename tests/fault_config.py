@@ -1,4 +1,5 @@
 """The tiny config of tests/helpers.py as a config file, for runs of `python -m contrastive_jax.main`."""
+
 from tests import helpers
 
 

@@ -1,4 +1,5 @@
 """Tiny configs and batches shared by the trainer tests."""
+
 import numpy as np
 
 from contrastive_jax import config_base
@@ -24,7 +25,9 @@ def tiny_config(method: str = "simclr", **overrides):
   c.shuffle_buffer = 256
   c.knn.batch_size = 64
   c.knn.k = 20
-  c.optim.update(name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0)
+  c.optim.update(
+    name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0
+  )
   c.method_args.temperature = 0.2
   for k, v in overrides.items():
     target = c
@@ -38,7 +41,7 @@ def tiny_config(method: str = "simclr", **overrides):
 def random_batch(batch_size: int, image_size: int = 16, num_classes: int = 10, seed: int = 0):
   rng = np.random.default_rng(seed)
   return {
-      "view1": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
-      "view2": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
-      "label": rng.integers(0, num_classes, size=(batch_size,)).astype(np.int32),
+    "view1": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
+    "view2": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),
+    "label": rng.integers(0, num_classes, size=(batch_size,)).astype(np.int32),
   }

@@ -1,4 +1,5 @@
 """Augmentation ops: eager and inside tf.data, shapes, range, seeded reproducibility."""
+
 import functools
 
 import numpy as np
@@ -16,14 +17,14 @@ def _image(seed=0, size=SIZE):
 
 
 OPS = {
-    "crop": lambda x, s: A.random_resized_crop(x, s, 24),
-    "crop_bilinear": lambda x, s: A.random_resized_crop(x, s, 24, method="bilinear"),
-    "flip": A.random_flip,
-    "color": lambda x, s: A.color_jitter(x, s, 1.0, prob=1.0),
-    "gray": lambda x, s: A.random_grayscale(x, s, prob=0.5),
-    "blur": lambda x, s: A.gaussian_blur(x, s, prob=1.0),
-    "solarize": lambda x, s: A.solarize(x, s, prob=0.5),
-    "view": lambda x, s: A.simclr_view(x, s, A.default_aug_config(24, 1.0, blur_prob=0.5)),
+  "crop": lambda x, s: A.random_resized_crop(x, s, 24),
+  "crop_bilinear": lambda x, s: A.random_resized_crop(x, s, 24, method="bilinear"),
+  "flip": A.random_flip,
+  "color": lambda x, s: A.color_jitter(x, s, 1.0, prob=1.0),
+  "gray": lambda x, s: A.random_grayscale(x, s, prob=0.5),
+  "blur": lambda x, s: A.gaussian_blur(x, s, prob=1.0),
+  "solarize": lambda x, s: A.solarize(x, s, prob=0.5),
+  "view": lambda x, s: A.simclr_view(x, s, A.default_aug_config(24, 1.0, blur_prob=0.5)),
 }
 SEEDS = [tf.constant([i, 7 * i + 1], tf.int64) for i in range(12)]
 
@@ -46,7 +47,8 @@ def test_op_eager_and_in_tf_data(name):
     assert out.shape == (len(SEEDS),) + expected
     assert out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
-  # Same seed -> same output (twice eagerly; eager vs tf.data agree up to op-level float differences).
+  # Same seed -> same output (twice eagerly; eager vs tf.data agree up to op-level float
+  # differences).
   np.testing.assert_array_equal(eager, _eager(op, x))
   np.testing.assert_allclose(eager, graph, atol=1e-5)
   # Different seeds -> different outputs (at least most pairs).
@@ -70,8 +72,13 @@ def test_grayscale_channels_equal_and_prob():
     np.testing.assert_array_equal(g[..., 0], g[..., 1])
     np.testing.assert_array_equal(g[..., 1], g[..., 2])
   np.testing.assert_array_equal(A.random_grayscale(x, SEEDS[0], prob=0.0).numpy(), x.numpy())
-  hits = sum(np.allclose(A.random_grayscale(x, tf.constant([i, 0]), 0.2).numpy()[..., 0],
-                         A.random_grayscale(x, tf.constant([i, 0]), 0.2).numpy()[..., 1]) for i in range(100))
+  hits = sum(
+    np.allclose(
+      A.random_grayscale(x, tf.constant([i, 0]), 0.2).numpy()[..., 0],
+      A.random_grayscale(x, tf.constant([i, 0]), 0.2).numpy()[..., 1],
+    )
+    for i in range(100)
+  )
   assert 5 <= hits <= 40
 
 
@@ -85,7 +92,9 @@ def test_blur_smooths_and_keeps_constants():
   blurred = A.gaussian_blur(x, tf.constant([1, 2]), prob=1.0, sigma_range=(1.5, 2.0)).numpy()
   assert blurred.std() < x.numpy().std() * 0.7
   const = tf.fill([40, 40, 3], 0.3)
-  np.testing.assert_allclose(A.gaussian_blur(const, tf.constant([1, 2]), 1.0).numpy(), 0.3, atol=1e-6)
+  np.testing.assert_allclose(
+    A.gaussian_blur(const, tf.constant([1, 2]), 1.0).numpy(), 0.3, atol=1e-6
+  )
 
 
 def test_solarize_inverts_above_threshold():
@@ -105,8 +114,9 @@ def test_crop_area_range():
   x = _image(size=64)
   # With area in [0.9, 1] and aspect 1, a 64x72 image gives crops of nearly full height.
   for s in SEEDS[:4]:
-    out = A.random_resized_crop(x, s, 16, area_range=(1.0, 1.0), aspect_range=(72 / 64, 72 / 64),
-                                method="bilinear")
+    out = A.random_resized_crop(
+      x, s, 16, area_range=(1.0, 1.0), aspect_range=(72 / 64, 72 / 64), method="bilinear"
+    )
     ref = tf.image.resize(x, [16, 16], method="bilinear")
     np.testing.assert_allclose(out.numpy(), np.clip(ref.numpy(), 0, 1), atol=1e-5)
 
@@ -124,8 +134,20 @@ def test_eval_view_is_deterministic_resize_and_centre_crop():
 
 def test_default_config_fields():
   cfg = A.default_aug_config(96, color_strength=1.0, blur_prob=0.5)
-  for f in ("image_size", "crop_area_min", "crop_area_max", "aspect_min", "aspect_max", "flip",
-            "color_strength", "color_prob", "gray_prob", "blur_prob", "blur_sigma_min", "blur_sigma_max",
-            "solarize_prob"):
+  for f in (
+    "image_size",
+    "crop_area_min",
+    "crop_area_max",
+    "aspect_min",
+    "aspect_max",
+    "flip",
+    "color_strength",
+    "color_prob",
+    "gray_prob",
+    "blur_prob",
+    "blur_sigma_min",
+    "blur_sigma_max",
+    "solarize_prob",
+  ):
     assert f in cfg
   assert cfg.image_size == 96 and cfg.blur_prob == 0.5

@@ -1,4 +1,5 @@
 """The collector: table (Markdown, CSV) and figure from a few fake results.json files."""
+
 import csv
 import json
 import os
@@ -9,10 +10,21 @@ from contrastive_jax import collect
 def _fake_run(root, name, bs, ep, rule, top1, *, dataset="cifar10", model="resnet_tiny", done=True):
   d = root / name
   d.mkdir()
-  (d / "sweep_run.json").write_text(json.dumps({
-      "name": name, "batch_size": bs, "epochs": ep, "lr_scaling": rule, "temperature": 0.5,
-      "optim.base_lr": 0.3 if rule == "linear" else 0.075, "grad_cache_chunk": 512 if bs > 512 else 0,
-      "dataset": dataset, "model": model}))
+  (d / "sweep_run.json").write_text(
+    json.dumps(
+      {
+        "name": name,
+        "batch_size": bs,
+        "epochs": ep,
+        "lr_scaling": rule,
+        "temperature": 0.5,
+        "optim.base_lr": 0.3 if rule == "linear" else 0.075,
+        "grad_cache_chunk": 512 if bs > 512 else 0,
+        "dataset": dataset,
+        "model": model,
+      }
+    )
+  )
   res = {"knn_top1": top1, "steps": 10}
   if done:
     res["train_time_s"] = 12.0
@@ -29,7 +41,7 @@ def test_collect_table_and_figure(tmp_path):
   res = collect.collect(str(sw), str(tmp_path / "out" / "bs"))
   md = open(res["md"]).read()
   assert "| 64 | 31.0 / 33.0 |" in md and "| 2048 | 35.0 / - |" in md
-  assert "(unfinished)" in md and "Published" not in md      # CIFAR: no paper points
+  assert "(unfinished)" in md and "Published" not in md  # CIFAR: no paper points
   with open(res["csv"]) as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 4 and {r["lr_scaling"] for r in rows} == {"linear", "sqrt"}
@@ -40,8 +52,16 @@ def test_collect_table_and_figure(tmp_path):
 def test_paper_points_only_for_imagenet(tmp_path):
   sw = tmp_path / "sweep"
   sw.mkdir()
-  _fake_run(sw, "bs256_ep100_linear_t0.1", 256, 100.0, "linear", 0.57, dataset="imagenet2012",
-            model="resnet50")
+  _fake_run(
+    sw,
+    "bs256_ep100_linear_t0.1",
+    256,
+    100.0,
+    "linear",
+    0.57,
+    dataset="imagenet2012",
+    model="resnet50",
+  )
   res = collect.collect(str(sw))
   md = open(res["md"]).read()
   assert "Table B.1" in md and "57.5 / 62.8" in md

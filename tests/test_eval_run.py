@@ -1,9 +1,10 @@
 """evaluators.run end to end on a tiny pre-training workdir: linear eval (features and augmented), fine-tuning,
 figures, results.json keys, subset file re-use, frozen encoder, random init.
 
-The module fixture pre-trains once (train.train_and_evaluate, 4 steps); without the slow tests this file takes
-about 2 minutes on 2 shared CPU cores, with them about 5.
+The module fixture pre-trains once (train.train_and_evaluate, 4 steps); without the slow tests this
+file takes about 2 minutes on 2 shared CPU cores, with them about 5.
 """
+
 import importlib.util
 import json
 import os
@@ -20,7 +21,9 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _load_config(name, preset="cpu"):
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}", os.path.join(_ROOT, "configs", f"{name}.py"))
+  spec = importlib.util.spec_from_file_location(
+    f"cfg_{name}", os.path.join(_ROOT, "configs", f"{name}.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(preset)
@@ -59,12 +62,19 @@ def test_load_restores_checkpoint(pretrain_dir):
   assert rand.step == 0 and rand.random_init
   a, b = pretrained.encoder_fingerprint(loaded.state), pretrained.encoder_fingerprint(rand.state)
   assert a.shape == b.shape and not np.allclose(a, b)
-  # The fallback (checkpoint's own tree metadata, for an optimiser state of another structure) agrees.
+  # The fallback (checkpoint's own tree metadata, for an optimiser state of another structure)
+  # agrees.
   ckpt = pretrained.ReadOnlyCheckpoints(os.path.join(pretrain_dir, "checkpoints"))
   raw = ckpt.restore_raw(ckpt.all_steps()[-1], sharding.make_mesh())
   ckpt.close()
-  np.testing.assert_array_equal(pretrained.encoder_fingerprint(pretrained.TrainState(
-      step=0, params=raw["params"], batch_stats=raw["batch_stats"], opt_state={}, extras={}, rng=0)), a)
+  np.testing.assert_array_equal(
+    pretrained.encoder_fingerprint(
+      pretrained.TrainState(
+        step=0, params=raw["params"], batch_stats=raw["batch_stats"], opt_state={}, extras={}, rng=0
+      )
+    ),
+    a,
+  )
 
 
 @pytest.mark.slow
@@ -72,12 +82,15 @@ def test_load_never_writes_to_pretrain_workdir(pretrain_dir, tmp_path):
   """Evaluating a workdir that is still training must not touch it: an in-progress save (orbax tmp dir) and an
   unreadable newest step stay where they are, and the newest readable step is used."""
   import shutil  # pylint: disable=g-import-not-at-top
+
   w = str(tmp_path / "copy")
   shutil.copytree(pretrain_dir, w)
   ck = os.path.join(w, "checkpoints")
   steps = sorted(int(d) for d in os.listdir(ck) if d.isdigit())
   shutil.copytree(os.path.join(ck, str(steps[-1])), os.path.join(ck, "6"))  # a newer step ...
-  for root, _, files in os.walk(os.path.join(ck, "6", "state")):  # ... whose array data is unreadable
+  for root, _, files in os.walk(
+    os.path.join(ck, "6", "state")
+  ):  # ... whose array data is unreadable
     for f in files:
       if not f.endswith(("json", "METADATA")) and "metadata" not in f.lower():
         with open(os.path.join(root, f), "wb") as fh:
@@ -97,9 +110,21 @@ def test_linear_eval_features_end_to_end(pretrain_dir, tmp_path):
   res = run.evaluate(cfg, w2)
   with open(os.path.join(w2, "results.json")) as f:
     saved = json.load(f)
-  for key in ("knn_top1", "knn_top1_k5", "knn_top1_k20", "linear_top1", "linear_top5", "retrieval_recall_at_1",
-              "retrieval_recall_at_5", "retrieval_recall_at_10", "retrieval_map_at_r", "knn_time_s",
-              "linear_time_s", "retrieval_time_s", "features_time_s"):
+  for key in (
+    "knn_top1",
+    "knn_top1_k5",
+    "knn_top1_k20",
+    "linear_top1",
+    "linear_top5",
+    "retrieval_recall_at_1",
+    "retrieval_recall_at_5",
+    "retrieval_recall_at_10",
+    "retrieval_map_at_r",
+    "knn_time_s",
+    "linear_time_s",
+    "retrieval_time_s",
+    "features_time_s",
+  ):
     assert key in saved, key
     assert key in res
   # knn_top1 follows the pre-training monitor's k (tiny_config: 20) when it is among knn_ks.
@@ -107,7 +132,12 @@ def test_linear_eval_features_end_to_end(pretrain_dir, tmp_path):
   for k in ("linear_top1", "linear_top5", "knn_top1"):
     assert 0.0 <= saved[k] <= 1.0
   assert saved["linear_top5"] >= saved["linear_top1"]
-  for png in ("embedding_pca.png", "retrieval_grid.png", "training_curves.png", "linear_confusion.png"):
+  for png in (
+    "embedding_pca.png",
+    "retrieval_grid.png",
+    "training_curves.png",
+    "linear_confusion.png",
+  ):
     path = os.path.join(w2, png)
     assert os.path.getsize(path) > 5_000, png
   emb = np.load(os.path.join(w2, "embeddings_test.npz"))
@@ -117,33 +147,50 @@ def test_linear_eval_features_end_to_end(pretrain_dir, tmp_path):
 
 def test_linear_augmented_keeps_encoder_frozen(pretrain_dir):
   """'augmented' mode (1 epoch): heads train on crop+flip views; the encoder's params/BN stats never change."""
-  cfg = _eval_config("linear_eval", pretrain_dir, **{"linear.mode": "augmented", "linear.epochs": 1})
+  cfg = _eval_config(
+    "linear_eval", pretrain_dir, **{"linear.mode": "augmented", "linear.epochs": 1}
+  )
   mesh = sharding.make_mesh()
   loaded = pretrained.load(pretrain_dir, mesh=mesh)
   before = pretrained.encoder_fingerprint(loaded.state)
-  all_before = [np.asarray(x) for x in jax.tree.leaves((loaded.state.params, loaded.state.batch_stats))]
+  all_before = [
+    np.asarray(x) for x in jax.tree.leaves((loaded.state.params, loaded.state.batch_stats))
+  ]
   data_cfg = run.data_config(cfg, loaded.config)
   tx, ty, tid = run.split_features(loaded, data_cfg, "train", mesh, 64)
-  probe = run.linear_augmented(cfg, loaded, data_cfg, 10, mesh, tid[:200], tx[:200], tx[200:], ty[200:])
+  probe = run.linear_augmented(
+    cfg, loaded, data_cfg, 10, mesh, tid[:200], tx[:200], tx[200:], ty[200:]
+  )
   top1, top5 = probe.evaluate(tx[200:], ty[200:])
   assert 0.0 <= top1 <= top5 <= 1.0 and len(probe.grid) == 2
-  assert probe.params["kernel"].shape == (tx.shape[1], 10) and np.abs(probe.params["kernel"]).sum() > 0
+  assert (
+    probe.params["kernel"].shape == (tx.shape[1], 10) and np.abs(probe.params["kernel"]).sum() > 0
+  )
   np.testing.assert_array_equal(before, pretrained.encoder_fingerprint(loaded.state))
   after = [np.asarray(x) for x in jax.tree.leaves((loaded.state.params, loaded.state.batch_stats))]
   for a, b in zip(all_before, after):
     np.testing.assert_array_equal(a, b)
   # Nearest neighbours of given images: a training image finds itself first.
-  idx, sims = run.nearest_neighbour_images(loaded, run.images_at(data_cfg, "train", [3, 7]), tx, mesh, k=3)
+  idx, sims = run.nearest_neighbour_images(
+    loaded, run.images_at(data_cfg, "train", [3, 7]), tx, mesh, k=3
+  )
   assert idx.shape == (2, 3) and idx[0, 0] == 3 and idx[1, 0] == 7 and sims[0, 0] > 0.999
   # And the restored checkpoint itself is unchanged.
-  np.testing.assert_array_equal(before, pretrained.encoder_fingerprint(pretrained.load(pretrain_dir).state))
+  np.testing.assert_array_equal(
+    before, pretrained.encoder_fingerprint(pretrained.load(pretrain_dir).state)
+  )
 
 
 @pytest.mark.slow
 def test_linear_eval_augmented_end_to_end(pretrain_dir, tmp_path):
   w2 = str(tmp_path / "aug")
-  cfg = _eval_config("linear_eval", pretrain_dir, **{"linear.mode": "augmented", "linear.epochs": 1},
-                     retrieval=False, plots=False)
+  cfg = _eval_config(
+    "linear_eval",
+    pretrain_dir,
+    **{"linear.mode": "augmented", "linear.epochs": 1},
+    retrieval=False,
+    plots=False,
+  )
   res = run.evaluate(cfg, w2)
   assert res["linear_mode"] == "augmented" and 0.0 <= res["linear_top1"] <= 1.0
 
@@ -163,8 +210,9 @@ def test_finetune_subset_written_and_reused(pretrain_dir, tmp_path):
   # A hand-edited subset file is what the next run uses (the run repeats exactly from the file).
   with open(subset, "w") as f:
     f.write("# edited\n" + "".join(f"{i}\n" for i in range(0, 64, 2)))
-  images, labels, got = finetune.labelled_subset(run.data_config(cfg, pretrained.load_config(pretrain_dir)),
-                                                 0.1, 0, w2)
+  images, labels, got = finetune.labelled_subset(
+    run.data_config(cfg, pretrained.load_config(pretrain_dir)), 0.1, 0, w2
+  )
   np.testing.assert_array_equal(got, np.arange(0, 64, 2))
   assert images.shape[0] == labels.shape[0] == 32
 
@@ -180,32 +228,42 @@ def test_finetune_changes_encoder_and_keeps_pretrained(pretrain_dir, tmp_path):
   v = method.init(jax.random.PRNGKey(0), np.zeros((2, 16, 16, 3), np.float32))
   moved = finetune.transplant(v["params"], loaded.params)
   assert set(moved) == {"encoder", "projector", "head"}
-  np.testing.assert_array_equal(np.asarray(moved["projector"]["dense0"]["kernel"]),
-                                np.asarray(loaded.params["projector"]["dense0"]["kernel"]))
-  res, state, _ = finetune.finetune(cfg, loaded, run.data_config(cfg, loaded.config), 10, mesh,
-                                    str(tmp_path), return_state=True)
+  np.testing.assert_array_equal(
+    np.asarray(moved["projector"]["dense0"]["kernel"]),
+    np.asarray(loaded.params["projector"]["dense0"]["kernel"]),
+  )
+  res, state, _ = finetune.finetune(
+    cfg, loaded, run.data_config(cfg, loaded.config), 10, mesh, str(tmp_path), return_state=True
+  )
   assert res["finetune_10pct_steps"] == 3
-  np.testing.assert_array_equal(before, pretrained.encoder_fingerprint(loaded.state))  # source not donated
+  np.testing.assert_array_equal(
+    before, pretrained.encoder_fingerprint(loaded.state)
+  )  # source not donated
   tuned = pretrained.encoder_fingerprint(state)
   assert tuned.shape == before.shape and not np.allclose(tuned, before)  # the whole network trains
   assert np.abs(np.asarray(state.params["head"]["kernel"])).sum() > 0
-  assert not np.allclose(np.asarray(state.params["projector"]["dense0"]["kernel"]),
-                         np.asarray(loaded.params["projector"]["dense0"]["kernel"]))
+  assert not np.allclose(
+    np.asarray(state.params["projector"]["dense0"]["kernel"]),
+    np.asarray(loaded.params["projector"]["dense0"]["kernel"]),
+  )
 
 
 @pytest.mark.slow
 def test_random_init_linear_eval(pretrain_dir, tmp_path):
   w2 = str(tmp_path / "rand")
   # Also: a linear probe on half of the (non-held-out) training labels, class-balanced.
-  cfg = _eval_config("linear_eval", pretrain_dir, random_init=True, retrieval=False, plots=False,
-                     label_fraction=0.5)
+  cfg = _eval_config(
+    "linear_eval", pretrain_dir, random_init=True, retrieval=False, plots=False, label_fraction=0.5
+  )
   res = run.evaluate(cfg, w2)
   assert res["random_init"] is True and res["pretrained_step"] == 0
   assert 0.0 <= res["linear_top1"] <= 1.0 and "knn_top1" in res
 
 
 def test_config_errors(pretrain_dir, tmp_path):
-  cfg = _eval_config("linear_eval", pretrain_dir, **{"linear.mode": "bogus"}, retrieval=False, plots=False)
+  cfg = _eval_config(
+    "linear_eval", pretrain_dir, **{"linear.mode": "bogus"}, retrieval=False, plots=False
+  )
   with pytest.raises(ValueError, match="linear.mode"):
     run.evaluate(cfg, str(tmp_path / "bad"))
   cfg = _eval_config("linear_eval", str(tmp_path))

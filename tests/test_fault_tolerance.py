@@ -1,10 +1,11 @@
 """Fault tolerance: preemption, crash-safe checkpoints, exact resume, config mismatch, NaN guard, bad input.
 
 The quick tests run in-process on tiny pytrees and the micro ResNet. The slow one drives real
-`python -m contrastive_jax.main` processes through SIGTERM and a SIGKILL in the middle of a checkpoint
-write, and compares the final parameters with an uninterrupted run of the same step function over the
-same data stream.
+`python -m contrastive_jax.main` processes through SIGTERM and a SIGKILL in the middle of a
+checkpoint write, and compares the final parameters with an uninterrupted run of the same step
+function over the same data stream.
 """
+
 import glob
 import json
 import logging
@@ -26,6 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def reference_run(config, process_count: int = 1):
   """The uninterrupted run: train.make_train_step over the stream(s) the loop would read.
 
@@ -36,17 +38,29 @@ def reference_run(config, process_count: int = 1):
     (final TrainState, [loss per step]).
   """
   from contrastive_jax.data import pipeline, source  # pylint: disable=g-import-not-at-top
+
   mesh = sharding.make_mesh()
   data = source.DataSource(config)
   steps_per_epoch, total_steps = train.resolve_schedule(config, data.train_size)
   method = methods.get_method(config, data.num_classes, total_steps=total_steps)
-  tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
-                                        total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  tx, schedule = optim.create_optimizer(
+    config.optim,
+    batch_size=config.batch_size,
+    total_steps=total_steps,
+    steps_per_epoch=steps_per_epoch,
+  )
   state = train.create_state(method, tx, config, mesh, data.image_shape)
   step_fn = train.make_train_step(method, tx, schedule, mesh)
-  streams = [pipeline.pretrain_iterator(config, batch_size=config.batch_size // process_count,
-                                        process_index=i, process_count=process_count,
-                                        seed=config.seed) for i in range(process_count)]
+  streams = [
+    pipeline.pretrain_iterator(
+      config,
+      batch_size=config.batch_size // process_count,
+      process_index=i,
+      process_count=process_count,
+      seed=config.seed,
+    )
+    for i in range(process_count)
+  ]
   losses = []
   for _ in range(total_steps):
     parts = [next(s) for s in streams]
@@ -74,15 +88,20 @@ def logged_losses(workdir: str) -> dict[int, float]:
 def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
   assert jax.tree.structure(a) == jax.tree.structure(b)
   for (path, x), y in zip(jax.tree.flatten_with_path(a)[0], jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
-                               err_msg=jax.tree_util.keystr(path))
+    np.testing.assert_allclose(
+      np.asarray(x), np.asarray(y), rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path)
+    )
 
 
 def subprocess_env(num_devices: int = 8, **extra) -> dict:
   env = dict(os.environ)
-  env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
-             JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-             PYTHONPATH=REPO)
+  env.update(
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+    JAX_PLATFORMS="cpu",
+    TF_CPP_MIN_LOG_LEVEL="2",
+    CUDA_VISIBLE_DEVICES="",
+    PYTHONPATH=REPO,
+  )
   for k in (preemption.TEST_SIGTERM_ENV, checkpoint.TEST_KILL_ENV):
     env.pop(k, None)
   env.update({k: str(v) for k, v in extra.items()})
@@ -90,10 +109,17 @@ def subprocess_env(num_devices: int = 8, **extra) -> dict:
 
 
 def launch(workdir: str, env: dict, *overrides: str, method: str = "simclr") -> subprocess.Popen:
-  cmd = [sys.executable, "-m", "contrastive_jax.main", f"--config=tests/fault_config.py:{method}",
-         f"--workdir={workdir}", *overrides]
-  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  cmd = [
+    sys.executable,
+    "-m",
+    "contrastive_jax.main",
+    f"--config=tests/fault_config.py:{method}",
+    f"--workdir={workdir}",
+    *overrides,
+  ]
+  return subprocess.Popen(
+    cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:
@@ -102,6 +128,7 @@ def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:
 
 
 # ----------------------------------------------------------------------------- checkpoints
+
 
 def _tiny_state(value: float):
   return {"w": jnp.full((4, 3), value, jnp.float32), "step": jnp.asarray(int(value), jnp.int32)}
@@ -117,8 +144,11 @@ def _save_steps(directory, steps):
 def test_truncated_latest_checkpoint_is_skipped_and_set_aside(tmp_path, caplog):
   directory = str(tmp_path / "ckpt")
   _save_steps(directory, [1, 2])
-  data_files = [f for f in glob.glob(os.path.join(directory, "2", "state", "**", "*"), recursive=True)
-                if os.path.isfile(f) and os.path.getsize(f) > 0 and "/d/" in f]
+  data_files = [
+    f
+    for f in glob.glob(os.path.join(directory, "2", "state", "**", "*"), recursive=True)
+    if os.path.isfile(f) and os.path.getsize(f) > 0 and "/d/" in f
+  ]
   assert data_files, os.listdir(os.path.join(directory, "2", "state"))
   for f in data_files:  # cut every array data file of the newest checkpoint in half
     with open(f, "r+b") as fh:
@@ -154,12 +184,19 @@ def test_corrupt_meta_and_interrupted_write_are_ignored(tmp_path, caplog):
 
 # ----------------------------------------------------------------------------- config changes
 
+
 def test_resume_into_changed_config_fails_naming_the_fields():
   old = fault_config.get_config()
-  saved = {"fingerprint": json.loads(json.dumps(train.config_fingerprint(old))), "total_steps": 8,
-           "config": json.loads(old.to_json())}
-  for field, value, name in (("model.width", 2.0, "model"), ("method", "byol", "method"),
-                             ("batch_size", 64, "batch_size")):
+  saved = {
+    "fingerprint": json.loads(json.dumps(train.config_fingerprint(old))),
+    "total_steps": 8,
+    "config": json.loads(old.to_json()),
+  }
+  for field, value, name in (
+    ("model.width", 2.0, "model"),
+    ("method", "byol", "method"),
+    ("batch_size", 64, "batch_size"),
+  ):
     new = fault_config.get_config()
     helpers_set(new, field, value)
     with pytest.raises(ValueError, match=rf"(?s)different configuration.*{name}: checkpoint has"):
@@ -168,8 +205,11 @@ def test_resume_into_changed_config_fails_naming_the_fields():
 
 def test_resume_with_safe_changes_continues_and_says_so(caplog):
   old = fault_config.get_config()
-  saved = {"fingerprint": json.loads(json.dumps(train.config_fingerprint(old))), "total_steps": 8,
-           "config": json.loads(old.to_json())}
+  saved = {
+    "fingerprint": json.loads(json.dumps(train.config_fingerprint(old))),
+    "total_steps": 8,
+    "config": json.loads(old.to_json()),
+  }
   new = fault_config.get_config()
   new.log_every_steps = 5
   new.total_steps = 16
@@ -188,12 +228,14 @@ def helpers_set(config, dotted, value):
 
 # ----------------------------------------------------------------------------- NaN guard
 
+
 def test_guarded_step_keeps_state_on_nonfinite_batch():
   config = helpers.tiny_config()
   mesh = sharding.make_mesh()
   method = methods.get_method(config, 10)
-  tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size, total_steps=10,
-                                        steps_per_epoch=10)
+  tx, schedule = optim.create_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=10, steps_per_epoch=10
+  )
   state = train.create_state(method, tx, config, mesh, (16, 16, 3))
   before = jax.tree.map(np.asarray, state)
   step = train.make_train_step(method, tx, schedule, mesh)
@@ -214,8 +256,11 @@ def test_monitor_skip_policy_counts_then_stops():
   bad = {"loss": float("nan"), nonfinite.NONFINITE: 1.0}
   mon.check([(1, ok), (2, bad)], lambda: "W/checkpoints/0")
   assert mon.skipped == 2
-  with pytest.raises(nonfinite.NonFiniteError, match=r"(?s)step 3 .*max_skipped_steps=2.*"
-                     r"Last finite metrics: step 1: loss=1.*W/checkpoints/0"):
+  with pytest.raises(
+    nonfinite.NonFiniteError,
+    match=r"(?s)step 3 .*max_skipped_steps=2.*"
+    r"Last finite metrics: step 1: loss=1.*W/checkpoints/0",
+  ):
     mon.check([(3, bad)], lambda: "W/checkpoints/0")
   with pytest.raises(ValueError, match="nan_policy"):
     nonfinite.Monitor("ignore", 1)
@@ -223,6 +268,7 @@ def test_monitor_skip_policy_counts_then_stops():
 
 def test_nan_stops_run_and_leaves_last_good_checkpoint(tmp_path, monkeypatch):
   from contrastive_jax.data import source  # pylint: disable=g-import-not-at-top
+
   original = source.DataSource.train_batches
 
   def planted(self, start_step=0):  # inf pixels in the batch of step 3 (stream index 2)
@@ -247,6 +293,7 @@ def test_nan_stops_run_and_leaves_last_good_checkpoint(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- bad input
 
+
 def test_unwritable_workdir_fails_before_training(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("x")
@@ -265,31 +312,50 @@ def test_missing_dataset_fails_clearly_and_leaves_nothing(tmp_path):
 
 # ----------------------------------------------------------------------------- real processes
 
+
 @pytest.mark.slow
 def test_sigterm_then_sigkill_mid_save_resume_exactly(tmp_path):
   """SIGTERM after step 3 -> saves 3, exits 0; resume; SIGKILL while writing step 6 -> resume from 4;
-  the final parameters, optimiser state, method state and logged losses equal the uninterrupted run's.
+  the final parameters, optimiser state, method state and logged losses equal the uninterrupted
+  run's.
 
   BYOL: its method state (the EMA target network, with a step-dependent momentum) must survive too.
   """
   method = "byol"
   workdir = str(tmp_path / "w")
   cache = str(tmp_path / "jax_cache")
-  rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache,
-                                                  **{preemption.TEST_SIGTERM_ENV: 3}), method=method))
+  rc, out = finish(
+    launch(
+      workdir,
+      subprocess_env(JAX_COMPILATION_CACHE_DIR=cache, **{preemption.TEST_SIGTERM_ENV: 3}),
+      method=method,
+    )
+  )
   assert rc == 0, out[-3000:]
   assert "Preempted at step 3/8; checkpoint saved to" in out, out[-3000:]
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "3"))
 
-  rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache,
-                                                  **{checkpoint.TEST_KILL_ENV: 6}), method=method))
+  rc, out = finish(
+    launch(
+      workdir,
+      subprocess_env(JAX_COMPILATION_CACHE_DIR=cache, **{checkpoint.TEST_KILL_ENV: 6}),
+      method=method,
+    )
+  )
   assert rc == -9, out[-3000:]
   assert re.search(r"Resumed from \S+/checkpoints/3 at step 3\.", out), out[-3000:]
-  assert glob.glob(os.path.join(workdir, "checkpoints", f"6{checkpoint.TMP_SUFFIX}*")), \
-      os.listdir(os.path.join(workdir, "checkpoints"))
+  assert glob.glob(os.path.join(workdir, "checkpoints", f"6{checkpoint.TMP_SUFFIX}*")), os.listdir(
+    os.path.join(workdir, "checkpoints")
+  )
 
-  rc, out = finish(launch(workdir, subprocess_env(JAX_COMPILATION_CACHE_DIR=cache),
-                          "--config.log_every_steps=2", method=method))
+  rc, out = finish(
+    launch(
+      workdir,
+      subprocess_env(JAX_COMPILATION_CACHE_DIR=cache),
+      "--config.log_every_steps=2",
+      method=method,
+    )
+  )
   assert rc == 0, out[-3000:]
   assert "incomplete checkpoint write" in out, out[-3000:]
   assert re.search(r"Resumed from \S+/checkpoints/4 at step 4\.", out), out[-3000:]
@@ -306,12 +372,14 @@ def test_sigterm_then_sigkill_mid_save_resume_exactly(tmp_path):
   np.testing.assert_array_equal(state.rng, ref_state.rng)
   logged = logged_losses(workdir)  # over three processes; the third logs every 2nd step
   assert sorted(logged) == [1, 2, 3, 4, 5, 6, 8], sorted(logged)
-  np.testing.assert_allclose([logged[s] for s in sorted(logged)],
-                             [ref_losses[s - 1] for s in sorted(logged)], rtol=1e-5)
+  np.testing.assert_allclose(
+    [logged[s] for s in sorted(logged)], [ref_losses[s - 1] for s in sorted(logged)], rtol=1e-5
+  )
 
 
 def _image_folder(root, per_class=12, bad=()):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   rng = np.random.default_rng(0)
   for c, cls in enumerate(("cat", "dog")):
     os.makedirs(root / cls)
@@ -324,6 +392,7 @@ def _image_folder(root, per_class=12, bad=()):
 
 def test_folder_dataset_skips_bad_images_and_counts_them(tmp_path, caplog):
   from contrastive_jax.data import pipeline, source  # pylint: disable=g-import-not-at-top
+
   _image_folder(tmp_path / "imgs", bad=("cat/broken.jpg", "dog/empty.png"))
   config = fault_config.get_config()
   config.dataset = f"folder:{tmp_path / 'imgs'}"
@@ -340,6 +409,7 @@ def test_folder_dataset_skips_bad_images_and_counts_them(tmp_path, caplog):
 
 def test_folder_dataset_with_no_decodable_image_fails_clearly(tmp_path):
   from contrastive_jax.data import source  # pylint: disable=g-import-not-at-top
+
   _image_folder(tmp_path / "imgs", per_class=0, bad=("cat/a.jpg", "dog/b.jpg"))
   config = fault_config.get_config()
   config.dataset = f"folder:{tmp_path / 'imgs'}"
@@ -352,6 +422,7 @@ def test_folder_dataset_with_no_decodable_image_fails_clearly(tmp_path):
 
 def test_preemption_watcher_catches_sigterm_and_restores_handlers():
   import signal  # pylint: disable=g-import-not-at-top
+
   before = signal.getsignal(signal.SIGTERM)
   watcher = preemption.PreemptionWatcher()
   try:

@@ -1,4 +1,5 @@
 """Gradient-cache step == plain full-batch step (BatchNorm-free encoder), on 1 and 8 devices."""
+
 import jax
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ from tests import helpers
 def _run(config, devices, batches, chunk, unroll=None):
   mesh = jax.make_mesh((len(devices),), (sharding.DATA_AXIS,), devices=devices)
   method = methods.get_method(config, 10)
-  tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
-                                        total_steps=100, steps_per_epoch=10)
+  tx, schedule = optim.create_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=100, steps_per_epoch=10
+  )
   state = train.create_state(method, tx, config, mesh, (config.image_size, config.image_size, 3))
   if chunk:
     step = grad_cache.make_train_step(method, tx, schedule, mesh, chunk, unroll=unroll)
@@ -36,8 +38,10 @@ def _sgd(config):
   return config
 
 
-@pytest.mark.parametrize("num_devices,chunk,unroll", [
-    (1, 8, None), (8, 2, None), pytest.param(8, 2, False, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+  "num_devices,chunk,unroll",
+  [(1, 8, None), (8, 2, None), pytest.param(8, 2, False, marks=pytest.mark.slow)],
+)
 def test_grad_cache_equals_full_batch_without_bn(num_devices, chunk, unroll):
   # unroll=None is the CPU default (unrolled chunk loops); unroll=False is the rolled lax.scan that
   # GPU/TPU use (slow to run on CPU).
@@ -62,9 +66,10 @@ def test_grad_cache_with_bn():
   s_one, _ = _run(config, devices, batches, config.batch_size // 8)
   _close(s_one.params, s_full.params, rtol=1e-5, atol=1e-6)
   _close(s_one.batch_stats, s_full.batch_stats, rtol=1e-5, atol=1e-6)
-  # One row per chunk: per-chunk statistics, but one EMA update per step whose running MEAN equals the
-  # plain step's (mean of chunk means = batch mean). (The running variance is the mean within-chunk
-  # variance: on i.i.d. random images it is within 1e-3 of the global one, so it is not asserted.)
+  # One row per chunk: per-chunk statistics, but one EMA update per step whose running MEAN equals
+  # the plain step's (mean of chunk means = batch mean). (The running variance is the mean
+  # within-chunk variance: on i.i.d. random images it is within 1e-3 of the global one, so it is not
+  # asserted.)
   s_gc, m = _run(config, devices, batches, 1)
   assert np.isfinite(m[0]["loss"])
   bn = lambda s: s.batch_stats["encoder"]["stem_norm"]["bn"]

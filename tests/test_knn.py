@@ -17,7 +17,9 @@ def _clusters(n_per_class, num_classes, dim, rng, spread=0.05):
 def test_separable_clusters_score_100_percent():
   rng = np.random.default_rng(0)
   x, y = _clusters(50, 5, 16, rng)
-  xt, yt = _clusters(20, 5, 16, np.random.default_rng(0))  # same centres (same seed), new noise below
+  xt, yt = _clusters(
+    20, 5, 16, np.random.default_rng(0)
+  )  # same centres (same seed), new noise below
   xt = xt + 0.05 * rng.normal(size=xt.shape).astype(np.float32)
   out = knn.knn_classify(x, y, xt, yt, num_classes=5, ks=(1, 10, 20), test_batch_size=32)
   assert out["knn_top1_k1"] == 1.0
@@ -41,10 +43,12 @@ def test_weighting_prefers_close_neighbours():
   # Unweighted majority with k=3 would say 1; exp(sim / 0.07) weighting says 0.
   bank = np.array([[1.0, 0.0], [0.6, 0.8], [0.6, -0.8]], np.float32)
   labels = np.array([0, 1, 1])
-  out = knn.knn_classify(bank, labels, np.array([[1.0, 0.0]]), np.array([0]), num_classes=2, ks=(3,))
+  out = knn.knn_classify(
+    bank, labels, np.array([[1.0, 0.0]]), np.array([0]), num_classes=2, ks=(3,)
+  )
   assert out["knn_top1"] == 1.0
   out = knn.knn_classify(
-      bank, labels, np.array([[1.0, 0.0]]), np.array([0]), num_classes=2, ks=(3,), temperature=100.0
+    bank, labels, np.array([[1.0, 0.0]]), np.array([0]), num_classes=2, ks=(3,), temperature=100.0
   )
   assert out["knn_top1"] == 0.0
 

@@ -13,7 +13,9 @@ def _separable(n, dim, num_classes, rng):
   return x.astype(np.float32), y.astype(np.int32)
 
 
-@pytest.mark.parametrize("optimizer,normalization", [("sgd_nesterov", "standardize"), ("lars", "l2")])
+@pytest.mark.parametrize(
+  "optimizer,normalization", [("sgd_nesterov", "standardize"), ("lars", "l2")]
+)
 def test_linearly_separable_reaches_99_percent(optimizer, normalization):
   rng = np.random.default_rng(0)
   x, y = _separable(3000, 32, 10, rng)
@@ -22,18 +24,18 @@ def test_linearly_separable_reaches_99_percent(optimizer, normalization):
   xt = xt + 0.1 * rng.normal(size=xt.shape).astype(np.float32)
   lrs = (0.1, 1.0) if optimizer == "sgd_nesterov" else (1.0, 10.0)
   res = linear.train_linear_probe(
-      x[tr],
-      y[tr],
-      x[va],
-      y[va],
-      num_classes=10,
-      lrs=lrs,
-      weight_decays=(0.0, 1e-4),
-      epochs=10,
-      batch_size=256,
-      seed=0,
-      optimizer=optimizer,
-      normalization=normalization,
+    x[tr],
+    y[tr],
+    x[va],
+    y[va],
+    num_classes=10,
+    lrs=lrs,
+    weight_decays=(0.0, 1e-4),
+    epochs=10,
+    batch_size=256,
+    seed=0,
+    optimizer=optimizer,
+    normalization=normalization,
   )
   assert res.val_top1 >= 0.99
   assert len(res.grid) == 4
@@ -49,16 +51,16 @@ def test_no_refit_returns_selected_grid_member():
   x, y = _separable(600, 8, 3, rng)
   tr, va = linear.holdout_split(len(x), 0.2, seed=1)
   res = linear.train_linear_probe(
-      x[tr],
-      y[tr],
-      x[va],
-      y[va],
-      num_classes=3,
-      lrs=(0.1,),
-      weight_decays=(0.0,),
-      epochs=5,
-      batch_size=64,
-      refit=False,
+    x[tr],
+    y[tr],
+    x[va],
+    y[va],
+    num_classes=3,
+    lrs=(0.1,),
+    weight_decays=(0.0,),
+    epochs=5,
+    batch_size=64,
+    refit=False,
   )
   assert linear.evaluate_linear(res.params, x[va], y[va])[0] == pytest.approx(res.val_top1)
   assert res.val_top5 == 1.0  # top-min(5, C) with 3 classes
@@ -89,5 +91,5 @@ def test_bad_arguments_raise():
   x = np.zeros((4, 2), np.float32)
   with pytest.raises(ValueError, match="optimizer"):
     linear.train_linear_probe(
-        x, [0, 1, 0, 1], x, [0, 1, 0, 1], num_classes=2, epochs=1, batch_size=2, optimizer="adam"
+      x, [0, 1, 0, 1], x, [0, 1, 0, 1], num_classes=2, epochs=1, batch_size=2, optimizer="adam"
     )

@@ -1,8 +1,9 @@
 """MoCo v2/v3, BYOL, SimSiam, SupCon and triplet as plug-ins of the one trainer.
 
-8 fake devices == 1 device for every method (loss, metrics, params, BN stats and extras), MoCo's queue,
-BYOL's EMA, stop-gradients, SupCon's cross-device positives, and every CPU preset end to end.
+8 fake devices == 1 device for every method (loss, metrics, params, BN stats and extras), MoCo's
+queue, BYOL's EMA, stop-gradients, SupCon's cross-device positives, and every CPU preset end to end.
 """
+
 import dataclasses
 import functools
 import importlib
@@ -24,18 +25,24 @@ from tests.test_train_step import _assert_close
 METHODS = ["moco_v2", "moco_v3", "byol", "simsiam", "supcon", "triplet"]
 # Compiling a train step is most of a test's cost on CPU, so each (method, devices, overrides) is
 # built once per session (_env) and the 8-device state is the 1-device one, resharded (same values).
-_EXTRA = {"moco_v2": {"method_args.queue_size": 96, "head.use_bn": False},   # 3 batches of 32
-          "moco_v3": {"method_args.momentum": 0.9},
-          "byol": {"method_args.momentum": 0.9},
-          "supcon": {"method_args.temperature": 0.1},
-          "triplet": {"method_args.margin": 0.2, "method_args.mining": "hard"}}
+_EXTRA = {
+  "moco_v2": {"method_args.queue_size": 96, "head.use_bn": False},  # 3 batches of 32
+  "moco_v3": {"method_args.momentum": 0.9},
+  "byol": {"method_args.momentum": 0.9},
+  "supcon": {"method_args.temperature": 0.1},
+  "triplet": {"method_args.margin": 0.2, "method_args.mining": "hard"},
+}
 
 
 def _config(method, **overrides):
   # SGD: its update is linear in the gradient, so 8 == 1 device on the parameters is a tight check
   # (Adam's normalisation amplifies float rounding in near-zero gradients).
-  sgd = {"optim.name": "sgd", "optim.base_lr": 0.1, "optim.momentum": 0.9,
-         "optim.weight_decay": 1e-4}
+  sgd = {
+    "optim.name": "sgd",
+    "optim.base_lr": 0.1,
+    "optim.momentum": 0.9,
+    "optim.weight_decay": 1e-4,
+  }
   return helpers.tiny_config(method, **{**sgd, **_EXTRA.get(method, {}), **overrides})
 
 
@@ -52,18 +59,20 @@ class _Env:
     return jax.device_put(self.state0, sharding.replicated(self.mesh), may_alias=False)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _env(method_name: str, ndev: int, overrides: tuple = ()) -> _Env:
   config = _config(method_name, **dict(overrides))
   mesh = jax.make_mesh((ndev,), (sharding.DATA_AXIS,), devices=jax.devices()[:ndev])
   method = methods.get_method(config, 10)
-  tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
-                                        total_steps=100, steps_per_epoch=10)
+  tx, schedule = optim.create_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=100, steps_per_epoch=10
+  )
   if ndev == 1:
     state0 = train.create_state(method, tx, config, mesh, (config.image_size,) * 2 + (3,))
   else:
-    state0 = jax.device_put(_env(method_name, 1, overrides).state0, sharding.replicated(mesh),
-                            may_alias=False)
+    state0 = jax.device_put(
+      _env(method_name, 1, overrides).state0, sharding.replicated(mesh), may_alias=False
+    )
   return _Env(config, method, mesh, state0, train.make_train_step(method, tx, schedule, mesh))
 
 
@@ -77,13 +86,20 @@ def _run_steps(env: _Env, batches):
 
 
 def _host(tree):
-  return jax.tree.map(lambda x: np.array(x) if isinstance(x, jax.Array) and
-                      not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, tree)
+  return jax.tree.map(
+    lambda x: (
+      np.array(x)
+      if isinstance(x, jax.Array) and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+      else x
+    ),
+    tree,
+  )
 
 
 def _shard_map(env, body):
-  return jax.jit(jax.shard_map(body, mesh=env.mesh, in_specs=(P(), P(sharding.DATA_AXIS)),
-                               out_specs=P()))
+  return jax.jit(
+    jax.shard_map(body, mesh=env.mesh, in_specs=(P(), P(sharding.DATA_AXIS)), out_specs=P())
+  )
 
 
 def _grads(env, batch, wrt="params"):
@@ -103,21 +119,31 @@ def _grads(env, batch, wrt="params"):
       it = iter(floats)
       extras = treedef.unflatten([next(it) if fl else x for x, fl in zip(leaves, is_float)])
       return method.loss_fn(state.params, state.replace(extras=extras), batch, rng, state.step)[0]
+
     return jax.grad(f)([x for x, fl in zip(leaves, is_float) if fl])
+
   return _host(_shard_map(env, body)(env.state0, sharding.global_batch(batch, env.mesh)))
 
 
-# ----------------------------------------------------------------------------- 8 devices == 1 device
+# ----------------------------------------------------------------------------- 8 devices == 1 devic
 
 # On 2 CPU cores each case costs ~30 s of compilation: MoCo v2 (queue, all_gather, EMA) and BYOL
 # (EMA, predictor) run by default, the rest with the slow tests (`-m slow`).
 _FAST = ("moco_v2", "byol")
 
 
-@pytest.mark.parametrize("method,overrides", [
-    pytest.param(m, (), id=m, marks=() if m in _FAST else pytest.mark.slow) for m in METHODS] + [
-    pytest.param("triplet", (("method_args.mining", "semi_hard"),), id="triplet_semi_hard",
-                 marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+  "method,overrides",
+  [pytest.param(m, (), id=m, marks=() if m in _FAST else pytest.mark.slow) for m in METHODS]
+  + [
+    pytest.param(
+      "triplet",
+      (("method_args.mining", "semi_hard"),),
+      id="triplet_semi_hard",
+      marks=pytest.mark.slow,
+    )
+  ],
+)
 def test_eight_devices_equal_one(method, overrides):
   batches = [helpers.random_batch(32, seed=s) for s in range(2)]
   s8, m8 = _run_steps(_env(method, 8, overrides), batches)
@@ -132,6 +158,7 @@ def test_eight_devices_equal_one(method, overrides):
 
 
 # ----------------------------------------------------------------------------- MoCo v2 queue
+
 
 def _keys(config, state, view2):
   """The key encoder's normalised outputs on the whole global batch, computed directly on one device."""
@@ -157,9 +184,10 @@ def test_moco_v2_queue_holds_last_keys():
     assert ptr == ((s + 1) * b) % size
     # The ring buffer read from the pointer: oldest surviving key first, newest last.
     ordered = np.roll(queue, -ptr, axis=0)
-    np.testing.assert_allclose(ordered[size - k * b:], np.concatenate(expected[-k:]), rtol=1e-4,
-                               atol=1e-5)
-    if s == 0:   # the initial random entries not yet overwritten are untouched
+    np.testing.assert_allclose(
+      ordered[size - k * b :], np.concatenate(expected[-k:]), rtol=1e-4, atol=1e-5
+    )
+    if s == 0:  # the initial random entries not yet overwritten are untouched
       np.testing.assert_array_equal(queue[b:], queue0[b:])
 
 
@@ -169,6 +197,7 @@ def test_moco_v2_rejects_queue_not_multiple_of_batch():
 
 
 # ----------------------------------------------------------------------------- EMA targets
+
 
 def test_byol_target_follows_ema_formula():
   env = _env("byol", 8)
@@ -181,7 +210,7 @@ def test_byol_target_follows_ema_formula():
     online = base.subtree(_host(state.params), base.TARGET_KEYS)
     want = jax.tree.map(lambda t, o, tau=tau: tau * t + (1 - tau) * o, old, online)
     _assert_close(_host(state.extras["target"]["params"]), want, rtol=1e-5, atol=1e-6)
-  assert base_tau < tau < 1.0   # the cosine schedule moved tau towards 1
+  assert base_tau < tau < 1.0  # the cosine schedule moved tau towards 1
 
 
 def test_cosine_momentum_schedule():
@@ -191,15 +220,20 @@ def test_cosine_momentum_schedule():
   np.testing.assert_allclose(base.cosine_momentum(0.99, 70, None), 0.99, rtol=1e-6)
 
 
-@pytest.mark.parametrize("method", [
-    "byol", pytest.param("moco_v2", marks=pytest.mark.slow),
-    pytest.param("moco_v3", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+  "method",
+  [
+    "byol",
+    pytest.param("moco_v2", marks=pytest.mark.slow),
+    pytest.param("moco_v3", marks=pytest.mark.slow),
+  ],
+)
 def test_no_gradient_reaches_the_target(method):
   env = _env(method, 8)
   batch = helpers.random_batch(32, seed=3)
   g_extras = _grads(env, batch, wrt="extras")
   assert all(np.all(np.asarray(x) == 0) for x in jax.tree.leaves(g_extras))
-  if method == "byol":   # the online branch does learn
+  if method == "byol":  # the online branch does learn
     g_params = _grads(env, batch)
     assert any(np.any(np.asarray(x) != 0) for x in jax.tree.leaves(g_params["encoder"]))
 
@@ -217,9 +251,12 @@ def test_simsiam_stop_gradient():
     def ref(params, frozen):
       out, _ = base.apply_train(net, params, state.batch_stats, x)
       z = base.apply_train(net, frozen, state.batch_stats, x)[0]["proj"]
-      loss = 0.5 * (losses.negative_cosine(out["pred"][:n], z[n:])
-                    + losses.negative_cosine(out["pred"][n:], z[:n]))
+      loss = 0.5 * (
+        losses.negative_cosine(out["pred"][:n], z[n:])
+        + losses.negative_cosine(out["pred"][n:], z[:n])
+      )
       return base.global_mean(loss) + base.probe_loss(out["probe_logits"], labels)[0]
+
     return jax.grad(ref)(state.params, state.params)
 
   want = _host(_shard_map(env, body)(env.state0, sharding.global_batch(batch, env.mesh)))
@@ -232,17 +269,21 @@ def test_simsiam_without_stop_gradient_differs():
   batch = helpers.random_batch(32, seed=4)
   got = _grads(_env("simsiam", 8), batch)
   no_sg = _grads(_env("simsiam", 8, (("method_args.stop_gradient", False),)), batch)
-  diff = max(float(np.max(np.abs(a - b)))
-             for a, b in zip(jax.tree.leaves(no_sg["projector"]), jax.tree.leaves(got["projector"])))
-  assert diff > 1e-6   # without the stop-gradient the projector gets the target branch's gradient
+  diff = max(
+    float(np.max(np.abs(a - b)))
+    for a, b in zip(jax.tree.leaves(no_sg["projector"]), jax.tree.leaves(got["projector"]))
+  )
+  assert diff > 1e-6  # without the stop-gradient the projector gets the target branch's gradient
 
 
 # ----------------------------------------------------------------------------- SupCon positives
+
 
 def _loss(env, batch):
   def body(state, batch):
     rng = jax.random.fold_in(state.rng, jax.lax.axis_index(sharding.DATA_AXIS))
     return env.method.loss_fn(state.params, state, batch, rng, state.step)[1]["metrics"]["loss"]
+
   return float(_shard_map(env, body)(env.state0, sharding.global_batch(batch, env.mesh)))
 
 
@@ -261,13 +302,21 @@ def test_supcon_positives_across_devices():
 
 # ----------------------------------------------------------------------------- the CPU presets
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_cpu_preset_end_to_end_loss_falls(method, tmp_path):
   mod = importlib.import_module(f"configs.{method}_cifar10")
   config = mod.get_config("cpu")
-  config.update(dataset="synthetic", batch_size=64, total_steps=24, log_every_steps=1,
-                checkpoint_every_steps=1000, eval_at_start=False, eval_every_epochs=0.0)
+  config.update(
+    dataset="synthetic",
+    batch_size=64,
+    total_steps=24,
+    log_every_steps=1,
+    checkpoint_every_steps=1000,
+    eval_at_start=False,
+    eval_every_epochs=0.0,
+  )
   config.optim.warmup_epochs = 0.0
   config.knn.update(batch_size=128, k=10)
   skip = 0
@@ -283,7 +332,7 @@ def test_cpu_preset_end_to_end_loss_falls(method, tmp_path):
   loss = [r["loss"] for r in rows if "loss" in r]
   std = [r["embedding_std"] for r in rows if "embedding_std" in r]
   assert len(loss) == 24 and len(std) == 24
-  assert np.mean(loss[-5:]) < np.mean(loss[skip:skip + 5]), loss
+  assert np.mean(loss[-5:]) < np.mean(loss[skip : skip + 5]), loss
 
 
 @pytest.mark.parametrize("name", [f"{m}_{d}" for m in METHODS for d in ("cifar10", "imagenet")])

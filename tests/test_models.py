@@ -1,4 +1,5 @@
 """Model tests: shapes for every name/stem/norm, parameter counts, synchronised BN, online-probe isolation."""
+
 import functools
 
 import flax.linen as nn
@@ -19,12 +20,20 @@ def _images(b=4, s=16, seed=0):
   return jax.random.uniform(jax.random.key(seed), (b, s, s, 3))
 
 
-@pytest.mark.parametrize("stem,norm", [
-    ("cifar", "batch"), ("cifar", "group"), ("cifar", "layer"), ("imagenet", "batch"),
+@pytest.mark.parametrize(
+  "stem,norm",
+  [
+    ("cifar", "batch"),
+    ("cifar", "group"),
+    ("cifar", "layer"),
+    ("imagenet", "batch"),
     pytest.param("imagenet", "group", marks=pytest.mark.slow),
-    pytest.param("imagenet", "layer", marks=pytest.mark.slow)])
+    pytest.param("imagenet", "layer", marks=pytest.mark.slow),
+  ],
+)
 def test_micro_encoder_shapes(stem, norm):
-  # Eager on purpose: for a model this small, op-by-op beats compiling on a loaded 2-core CI machine.
+  # Eager on purpose: for a model this small, op-by-op beats compiling on a loaded 2-core CI
+  # machine.
   model = get_encoder("resnet_micro", stem=stem, norm=norm)
   x = _images(2, 32 if stem == "imagenet" else 16)
   variables = model.init(jax.random.key(0), x, train=False)
@@ -32,7 +41,8 @@ def test_micro_encoder_shapes(stem, norm):
   if norm == "batch":
     assert set(upd) == {"batch_stats"}
   else:
-    # No batch statistics: per-example outputs (and gradients) do not depend on the rest of the batch.
+    # No batch statistics: per-example outputs (and gradients) do not depend on the rest of the
+    # batch.
     assert "batch_stats" not in variables and not upd
     alone = model.apply(variables, x[:1], train=True, mutable=["batch_stats"])[0]
     # Batch-of-1 and batch-of-2 convolutions may take different oneDNN kernels (3e-5 relative seen);
@@ -64,17 +74,22 @@ def test_resnet_tiny_forward():
 
 
 def test_resnet_tiny_param_count():
-  v = jax.eval_shape(lambda: get_encoder("resnet_tiny").init(jax.random.key(0), _images(1, 32), train=False))
+  v = jax.eval_shape(
+    lambda: get_encoder("resnet_tiny").init(jax.random.key(0), _images(1, 32), train=False)
+  )
   assert 0.25e6 < _count(v["params"]) < 0.35e6
 
 
-@pytest.mark.parametrize("name,stem,width,feat,params", [
+@pytest.mark.parametrize(
+  "name,stem,width,feat,params",
+  [
     ("resnet18", "cifar", 1.0, 512, 11.17e6),
     ("resnet34", "cifar", 1.0, 512, 21.28e6),
     ("resnet50", "cifar", 1.0, 2048, 23.50e6),
     ("resnet50", "imagenet", 1.0, 2048, 23.51e6),
     ("resnet50", "imagenet", 2.0, 4096, 93.9e6),
-])
+  ],
+)
 def test_large_encoder_shapes_and_params(name, stem, width, feat, params):
   model = get_encoder(name, stem=stem, width=width)
   x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
@@ -98,13 +113,18 @@ def test_zero_init_residual():
   np.testing.assert_array_equal(v["stage1_block1"]["norm2"]["bn"]["scale"], 0.0)
   np.testing.assert_array_equal(v["stage1_block1"]["norm1"]["bn"]["scale"], 1.0)
   v = get_encoder("resnet_micro", zero_init_residual=False).init(
-      jax.random.key(0), _images(1, 16), train=False)["params"]
+    jax.random.key(0), _images(1, 16), train=False
+  )["params"]
   np.testing.assert_array_equal(v["stage1_block1"]["norm2"]["bn"]["scale"], 1.0)
 
 
 def test_bottleneck_block():
-  block = resnet.Bottleneck(8, strides=2, norm=functools.partial(resnet.Norm, kind="group"),
-                            conv=functools.partial(nn.Conv, use_bias=False))
+  block = resnet.Bottleneck(
+    8,
+    strides=2,
+    norm=functools.partial(resnet.Norm, kind="group"),
+    conv=functools.partial(nn.Conv, use_bias=False),
+  )
   x = _images(2, 8)
   v = block.init(jax.random.key(0), x, train=False)
   assert block.apply(v, x, train=False).shape == (2, 4, 4, 32)
@@ -135,16 +155,21 @@ def test_mlp_heads():
   linear = MLP(hidden_dims=(), out_dim=3, use_bn=False)
   v = linear.init(jax.random.key(1), x, train=False)
   assert "batch_stats" not in v and set(v["params"]) == {"out"}
-  np.testing.assert_allclose(linear.apply(v, x, train=True),
-                             x @ v["params"]["out"]["kernel"] + v["params"]["out"]["bias"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    linear.apply(v, x, train=True),
+    x @ v["params"]["out"]["kernel"] + v["params"]["out"]["bias"],
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def _net(num_classes=10, norm="batch", predictor=True):
   return ContrastiveNet(
-      encoder=get_encoder("resnet_micro", norm=norm),
-      projector=MLP((32,), 16, use_bn=norm == "batch"),
-      predictor=MLP((32,), 16, last_bn=False, use_bn=norm == "batch") if predictor else None,
-      num_classes=num_classes)
+    encoder=get_encoder("resnet_micro", norm=norm),
+    projector=MLP((32,), 16, use_bn=norm == "batch"),
+    predictor=MLP((32,), 16, last_bn=False, use_bn=norm == "batch") if predictor else None,
+    num_classes=num_classes,
+  )
 
 
 def test_contrastive_net_outputs():
@@ -190,8 +215,10 @@ def test_probe_never_changes_encoder(norm):
 def test_synchronised_batchnorm_matches_single_device():
   assert jax.device_count() == 8
   mesh = jax.make_mesh((8,), ("data",))
-  sync = ContrastiveNet(encoder=get_encoder("resnet_micro", bn_axis_name="data"),
-                        projector=MLP((16,), 8, bn_axis_name="data"))
+  sync = ContrastiveNet(
+    encoder=get_encoder("resnet_micro", bn_axis_name="data"),
+    projector=MLP((16,), 8, bn_axis_name="data"),
+  )
   single = ContrastiveNet(encoder=get_encoder("resnet_micro"), projector=MLP((16,), 8))
   x = _images(16, 8, seed=3)
   v = single.init(jax.random.key(0), x, train=False)
@@ -202,22 +229,45 @@ def test_synchronised_batchnorm_matches_single_device():
     out, upd = model.apply(variables, images, train=True, mutable=["batch_stats"])
     return out["proj"], out["features"], upd["batch_stats"]
 
-  sharded = jax.jit(jax.shard_map(functools.partial(fwd, sync), mesh=mesh, in_specs=(P(), P("data")),
-                                  out_specs=(P("data"), P("data"), P())))
+  sharded = jax.jit(
+    jax.shard_map(
+      functools.partial(fwd, sync),
+      mesh=mesh,
+      in_specs=(P(), P("data")),
+      out_specs=(P("data"), P("data"), P()),
+    )
+  )
   replicated, by_row = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   v, x = jax.device_put(v, replicated), jax.device_put(x, by_row)
   proj_n, feat_n, stats_n = sharded(v, x)
   proj_1, feat_1, stats_1 = jax.jit(functools.partial(fwd, single))(v, x)
   np.testing.assert_allclose(feat_n, feat_1, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(proj_n, proj_1, rtol=1e-4, atol=1e-4)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), stats_n, stats_1)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), stats_n, stats_1
+  )
   # Without the axis name, per-device statistics differ from the global ones (the test has teeth).
-  local = jax.jit(jax.shard_map(functools.partial(fwd, single), mesh=mesh, in_specs=(P(), P("data")),
-                                out_specs=(P("data"), P("data"), P("data")), check_vma=False))
+  local = jax.jit(
+    jax.shard_map(
+      functools.partial(fwd, single),
+      mesh=mesh,
+      in_specs=(P(), P("data")),
+      out_specs=(P("data"), P("data"), P("data")),
+      check_vma=False,
+    )
+  )
   _, feat_local, _ = local(v, x)
   assert not np.allclose(feat_local, feat_1, atol=1e-3)
 
   # Eval mode inside shard_map needs no collectives and uses the running averages.
-  ev = jax.jit(jax.shard_map(lambda vv, im: sync.apply(vv, im, method=ContrastiveNet.embed), mesh=mesh,
-                             in_specs=(P(), P("data")), out_specs=P("data")))
-  np.testing.assert_allclose(ev(v, x), single.apply(v, x, method=ContrastiveNet.embed), rtol=1e-4, atol=1e-5)
+  ev = jax.jit(
+    jax.shard_map(
+      lambda vv, im: sync.apply(vv, im, method=ContrastiveNet.embed),
+      mesh=mesh,
+      in_specs=(P(), P("data")),
+      out_specs=P("data"),
+    )
+  )
+  np.testing.assert_allclose(
+    ev(v, x), single.apply(v, x, method=ContrastiveNet.embed), rtol=1e-4, atol=1e-5
+  )

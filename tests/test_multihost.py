@@ -1,10 +1,12 @@
 """Multi-host for real: two processes on this machine (jax.distributed on localhost, gloo CPU collectives,
 4 fake devices each) train the tiny config like one process with 8 devices, through a preemption.
 
-Run 1: process 0 gets SIGTERM after step 3; JAX's preemption service propagates it, both processes save
-the same step and exit 0. Run 2: both resume and finish. The loss curve (metrics.jsonl, written by process
-0 only) and the final parameters equal those of one 8-device process fed the same global batches.
+Run 1: process 0 gets SIGTERM after step 3; JAX's preemption service propagates it, both processes
+save the same step and exit 0. Run 2: both resume and finish. The loss curve (metrics.jsonl, written
+by process 0 only) and the final parameters equal those of one 8-device process fed the same global
+batches.
 """
+
 import glob
 import json
 import os
@@ -16,8 +18,15 @@ import pytest
 
 from contrastive_jax import preemption
 from tests import fault_config
-from tests.test_fault_tolerance import (assert_trees_close, finish, launch, logged_losses,
-                                        reference_run, restore_params, subprocess_env)
+from tests.test_fault_tolerance import (
+  assert_trees_close,
+  finish,
+  launch,
+  logged_losses,
+  reference_run,
+  restore_params,
+  subprocess_env,
+)
 
 
 def _free_port() -> int:
@@ -28,10 +37,20 @@ def _free_port() -> int:
 
 def _run_pair(workdir: str, cache: str, **extra) -> list[tuple[int, str]]:
   port = _free_port()
-  procs = [launch(workdir, subprocess_env(4, JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
-                                          JAX_NUM_PROCESSES=2, JAX_PROCESS_ID=i,
-                                          JAX_COMPILATION_CACHE_DIR=cache, **extra))
-           for i in range(2)]
+  procs = [
+    launch(
+      workdir,
+      subprocess_env(
+        4,
+        JAX_COORDINATOR_ADDRESS=f"localhost:{port}",
+        JAX_NUM_PROCESSES=2,
+        JAX_PROCESS_ID=i,
+        JAX_COMPILATION_CACHE_DIR=cache,
+        **extra,
+      ),
+    )
+    for i in range(2)
+  ]
   try:
     return [finish(p, timeout=500) for p in procs]
   finally:
@@ -75,7 +94,8 @@ def test_two_processes_equal_one_through_preemption(tmp_path):
   logged = logged_losses(workdir)
   np.testing.assert_allclose([logged[s] for s in range(1, 9)], ref_losses, rtol=1e-5)
   # Gloo's cross-process all-reduce sums in another order than one process does; AdamW divides by
-  # sqrt(v), which turns that float32 noise in near-zero gradient entries into ~1e-5 on a few weights.
+  # sqrt(v), which turns that float32 noise in near-zero gradient entries into ~1e-5 on a few
+  # weights.
   assert_trees_close(state.params, ref_state.params, rtol=1e-4, atol=2e-5)
   assert_trees_close(state.batch_stats, ref_state.batch_stats, rtol=1e-4, atol=1e-5)
 
@@ -85,12 +105,17 @@ def test_sigterm_flag_is_agreed_without_the_preemption_service(tmp_path):
   """With JAX's preemption service off, process 0's SIGTERM reaches process 1 through the all-gather
   of the flags (every min(10, log_every_steps) steps): both save step 3 and exit 0."""
   workdir = str(tmp_path / "w")
-  outs = _run_pair(workdir, str(tmp_path / "jax_cache"), JAX_ENABLE_PREEMPTION_SERVICE="false",
-                   **{preemption.TEST_SIGTERM_ENV: 3})
+  outs = _run_pair(
+    workdir,
+    str(tmp_path / "jax_cache"),
+    JAX_ENABLE_PREEMPTION_SERVICE="false",
+    **{preemption.TEST_SIGTERM_ENV: 3},
+  )
   for i, (rc, out) in enumerate(outs):
     assert rc == 0, f"process {i}:\n{out[-4000:]}"
     assert "Preempted at step 3/8; checkpoint saved to" in out, out[-3000:]
   assert "Received SIGTERM" in outs[0][1] and "Received SIGTERM" not in outs[1][1]
   state_dir = os.path.join(workdir, "checkpoints", "3", "state")
   assert sorted(glob.glob(os.path.join(state_dir, "ocdbt.process_*"))) == [
-      os.path.join(state_dir, f"ocdbt.process_{i}") for i in range(2)]
+    os.path.join(state_dir, f"ocdbt.process_{i}") for i in range(2)
+  ]

@@ -1,4 +1,5 @@
 """Optimiser tests: LARS masks and trust ratio, LR scaling, warmup + cosine schedule, config errors."""
+
 import types
 
 import jax
@@ -11,8 +12,20 @@ from contrastive_jax import optim
 
 
 def _cfg(**kw):
-  base = dict(name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-4, momentum=0.9, nesterov=False,
-              warmup_epochs=0.0, trust_coefficient=0.001, end_lr_factor=0.0, b1=0.9, b2=0.999, grad_clip_norm=0.0)
+  base = dict(
+    name="lars",
+    base_lr=0.3,
+    lr_scaling="linear",
+    weight_decay=1e-4,
+    momentum=0.9,
+    nesterov=False,
+    warmup_epochs=0.0,
+    trust_coefficient=0.001,
+    end_lr_factor=0.0,
+    b1=0.9,
+    b2=0.999,
+    grad_clip_norm=0.0,
+  )
   base.update(kw)
   return types.SimpleNamespace(**base)
 
@@ -20,9 +33,9 @@ def _cfg(**kw):
 def _params():
   k = jax.random.split(jax.random.key(0), 4)
   return {
-      "conv": {"kernel": jax.random.normal(k[0], (3, 3, 4, 8))},
-      "dense": {"kernel": jax.random.normal(k[1], (8, 5)), "bias": jax.random.normal(k[2], (5,))},
-      "norm": {"bn": {"scale": 1.0 + jax.random.normal(k[3], (8,)), "bias": jnp.full((8,), 0.5)}},
+    "conv": {"kernel": jax.random.normal(k[0], (3, 3, 4, 8))},
+    "dense": {"kernel": jax.random.normal(k[1], (8, 5)), "bias": jax.random.normal(k[2], (5,))},
+    "norm": {"bn": {"scale": 1.0 + jax.random.normal(k[3], (8,)), "bias": jnp.full((8,), 0.5)}},
   }
 
 
@@ -34,8 +47,11 @@ def _step(tx, params, grads):
 
 def test_weight_decay_mask():
   mask = optim.weight_decay_mask(_params())
-  assert mask == {"conv": {"kernel": True}, "dense": {"kernel": True, "bias": False},
-                  "norm": {"bn": {"scale": False, "bias": False}}}
+  assert mask == {
+    "conv": {"kernel": True},
+    "dense": {"kernel": True, "bias": False},
+    "norm": {"bn": {"scale": False, "bias": False}},
+  }
   # Named 'scale'/'bias' are excluded even if a shape is unusual.
   assert optim.weight_decay_mask({"x": {"scale": jnp.ones((2, 2))}}) == {"x": {"scale": False}}
 
@@ -61,8 +77,9 @@ def test_lars_zero_grad_decays_only_kernels():
 def test_lars_trust_ratio_only_on_kernels():
   params = _params()
   wd, tc = 1e-4, 0.001
-  tx, sched = optim.create_optimizer(_cfg(weight_decay=wd, trust_coefficient=tc), batch_size=256,
-                                     total_steps=100, steps_per_epoch=10)
+  tx, sched = optim.create_optimizer(
+    _cfg(weight_decay=wd, trust_coefficient=tc), batch_size=256, total_steps=100, steps_per_epoch=10
+  )
   lr = float(sched(0))
   grads = jax.tree.map(lambda p: jax.random.normal(jax.random.key(7), p.shape), params)
   upd = _step(tx, params, grads)
@@ -79,8 +96,9 @@ def test_lars_trust_ratio_only_on_kernels():
 
 def test_lars_momentum_second_step():
   params = {"b": jnp.ones((3,))}
-  tx, sched = optim.create_optimizer(_cfg(lr_scaling="none", base_lr=0.1), batch_size=1, total_steps=100,
-                                     steps_per_epoch=10)
+  tx, sched = optim.create_optimizer(
+    _cfg(lr_scaling="none", base_lr=0.1), batch_size=1, total_steps=100, steps_per_epoch=10
+  )
   g = {"b": jnp.array([1.0, 2.0, 3.0])}
   state = tx.init(params)
   u1, state = tx.update(g, state, params)
@@ -92,29 +110,44 @@ def test_lars_momentum_second_step():
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
 def test_sgd_adamw_mask_weight_decay(name):
   params = _params()
-  tx, _ = optim.create_optimizer(_cfg(name=name, weight_decay=0.1), batch_size=256, total_steps=100,
-                                 steps_per_epoch=10)
+  tx, _ = optim.create_optimizer(
+    _cfg(name=name, weight_decay=0.1), batch_size=256, total_steps=100, steps_per_epoch=10
+  )
   upd = _step(tx, params, jax.tree.map(jnp.zeros_like, params))
   for leaf in jax.tree.leaves(upd["norm"]) + [upd["dense"]["bias"]]:
     np.testing.assert_array_equal(leaf, 0.0)
-  np.testing.assert_allclose(upd["conv"]["kernel"], -0.3 * 0.1 * params["conv"]["kernel"], rtol=1e-5)
+  np.testing.assert_allclose(
+    upd["conv"]["kernel"], -0.3 * 0.1 * params["conv"]["kernel"], rtol=1e-5
+  )
 
 
 def test_sgd_matches_optax_reference():
   params = _params()
   grads = jax.tree.map(lambda p: jnp.full(p.shape, 0.5), params)
-  tx, _ = optim.create_optimizer(_cfg(name="sgd", weight_decay=0.0, nesterov=True), batch_size=256,
-                                 total_steps=100, steps_per_epoch=10)
+  tx, _ = optim.create_optimizer(
+    _cfg(name="sgd", weight_decay=0.0, nesterov=True),
+    batch_size=256,
+    total_steps=100,
+    steps_per_epoch=10,
+  )
   ref = optax.sgd(0.3, momentum=0.9, nesterov=True)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), _step(tx, params, grads),
-               _step(ref, params, grads))
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+    _step(tx, params, grads),
+    _step(ref, params, grads),
+  )
 
 
 def test_grad_clip():
   params = {"w": jnp.ones((2, 2))}
-  tx, _ = optim.create_optimizer(_cfg(name="sgd", weight_decay=0.0, momentum=0.0, grad_clip_norm=1.0,
-                                      lr_scaling="none", base_lr=1.0), batch_size=1, total_steps=10,
-                                 steps_per_epoch=1)
+  tx, _ = optim.create_optimizer(
+    _cfg(
+      name="sgd", weight_decay=0.0, momentum=0.0, grad_clip_norm=1.0, lr_scaling="none", base_lr=1.0
+    ),
+    batch_size=1,
+    total_steps=10,
+    steps_per_epoch=1,
+  )
   upd = _step(tx, params, {"w": jnp.full((2, 2), 10.0)})
   np.testing.assert_allclose(jnp.linalg.norm(upd["w"]), 1.0, rtol=1e-5)
 
@@ -139,11 +172,15 @@ def test_schedule():
 
 
 def test_warmup_from_epochs_capped():
-  _, s = optim.create_optimizer(_cfg(warmup_epochs=2.5), batch_size=256, total_steps=100, steps_per_epoch=4)
+  _, s = optim.create_optimizer(
+    _cfg(warmup_epochs=2.5), batch_size=256, total_steps=100, steps_per_epoch=4
+  )
   assert float(s(10)) == pytest.approx(0.3)  # round(2.5 * 4) = 10 warmup steps
   assert float(s(9)) < 0.3
   # Warmup longer than training: capped so the peak is still reached.
-  _, s = optim.create_optimizer(_cfg(warmup_epochs=50), batch_size=256, total_steps=20, steps_per_epoch=4)
+  _, s = optim.create_optimizer(
+    _cfg(warmup_epochs=50), batch_size=256, total_steps=20, steps_per_epoch=4
+  )
   assert float(s(19)) == pytest.approx(0.3)
 
 
@@ -154,6 +191,7 @@ def test_bad_optimizer_name():
 
 def test_jit_update_on_flax_params():
   import flax.linen as nn
+
   model = nn.Sequential([nn.Dense(4), nn.LayerNorm(), nn.Dense(2)])
   params = model.init(jax.random.key(0), jnp.ones((1, 3)))["params"]
   tx, _ = optim.create_optimizer(_cfg(), batch_size=256, total_steps=10, steps_per_epoch=1)
@@ -165,8 +203,9 @@ def test_jit_update_on_flax_params():
 
 def test_ml_collections_config():
   ml_collections = pytest.importorskip("ml_collections")
-  cfg = ml_collections.ConfigDict(dict(name="lars", base_lr=0.075, lr_scaling="sqrt", weight_decay=1e-6,
-                                       warmup_epochs=1.0))
+  cfg = ml_collections.ConfigDict(
+    dict(name="lars", base_lr=0.075, lr_scaling="sqrt", weight_decay=1e-6, warmup_epochs=1.0)
+  )
   _, s = optim.create_optimizer(cfg, batch_size=4096, total_steps=100, steps_per_epoch=10)
   assert float(s(10)) == pytest.approx(4.8)  # missing fields take their defaults
 
@@ -177,7 +216,14 @@ def test_no_tensorflow_or_ml_collections_at_import():
   import pathlib
   import subprocess
   import sys
-  code = ("import sys; import contrastive_jax.optim, contrastive_jax.models; "
-          "bad = [m for m in ('tensorflow', 'ml_collections') if m in sys.modules]; assert not bad, bad")
-  subprocess.run([sys.executable, "-c", code], check=True, cwd=pathlib.Path(__file__).resolve().parents[1],
-                 env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+  code = (
+    "import sys; import contrastive_jax.optim, contrastive_jax.models; "
+    "bad = [m for m in ('tensorflow', 'ml_collections') if m in sys.modules]; assert not bad, bad"
+  )
+  subprocess.run(
+    [sys.executable, "-c", code],
+    check=True,
+    cwd=pathlib.Path(__file__).resolve().parents[1],
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )

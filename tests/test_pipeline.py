@@ -1,9 +1,11 @@
 """Input pipeline: sharding, determinism, bit-exact resume, eval coverage, clear errors.
 
-TFDS paths run on tiny datasets written into a temporary data_dir with tfds.dataset_builders.TfDataBuilder
-(grayscale non-square, and variable-size colour), so no network and no shared data are needed; one test reads
-the real CIFAR-10 when /work/shared/tensorflow_datasets (or $TFDS_DATA_DIR) has it.
+TFDS paths run on tiny datasets written into a temporary data_dir with
+tfds.dataset_builders.TfDataBuilder (grayscale non-square, and variable-size colour), so no network
+and no shared data are needed; one test reads the real CIFAR-10 when
+/work/shared/tensorflow_datasets (or $TFDS_DATA_DIR) has it.
 """
+
 import os
 import subprocess
 import sys
@@ -26,9 +28,12 @@ def tiny_dir(tmp_path_factory):
 
   def gray(n, s):
     rng = np.random.default_rng(s)
-    return tf.data.Dataset.from_tensor_slices({
+    return tf.data.Dataset.from_tensor_slices(
+      {
         "image": rng.integers(0, 256, (n, 20, 24, 1)).astype(np.uint8),
-        "label": rng.integers(0, 3, n)})
+        "label": rng.integers(0, 3, n),
+      }
+    )
 
   def var(n, s):
     rng = np.random.default_rng(s)
@@ -36,30 +41,56 @@ def tiny_dir(tmp_path_factory):
     images = [rng.integers(0, 256, hw + (3,)).astype(np.uint8) for hw in shapes]
     labels = rng.integers(0, 4, n)
     return tf.data.Dataset.from_generator(
-        lambda: ({"image": im, "label": lb} for im, lb in zip(images, labels)),
-        output_signature={"image": tf.TensorSpec((None, None, 3), tf.uint8),
-                          "label": tf.TensorSpec((), tf.int64)})
+      lambda: ({"image": im, "label": lb} for im, lb in zip(images, labels)),
+      output_signature={
+        "image": tf.TensorSpec((None, None, 3), tf.uint8),
+        "label": tf.TensorSpec((), tf.int64),
+      },
+    )
 
   tfds.dataset_builders.TfDataBuilder(
-      name="tiny_gray", version="1.0.0", data_dir=d,
-      split_datasets={"train": gray(50, 0), "test": gray(31, 1)},
-      features=tfds.features.FeaturesDict({"image": tfds.features.Image(shape=(20, 24, 1)),
-                                           "label": tfds.features.ClassLabel(num_classes=3)}),
+    name="tiny_gray",
+    version="1.0.0",
+    data_dir=d,
+    split_datasets={"train": gray(50, 0), "test": gray(31, 1)},
+    features=tfds.features.FeaturesDict(
+      {
+        "image": tfds.features.Image(shape=(20, 24, 1)),
+        "label": tfds.features.ClassLabel(num_classes=3),
+      }
+    ),
   ).download_and_prepare()
   tfds.dataset_builders.TfDataBuilder(
-      name="tiny_var", version="1.0.0", data_dir=d,
-      split_datasets={"train": var(40, 2), "test": var(23, 3)},
-      features=tfds.features.FeaturesDict({"image": tfds.features.Image(shape=(None, None, 3)),
-                                           "label": tfds.features.ClassLabel(num_classes=4)}),
+    name="tiny_var",
+    version="1.0.0",
+    data_dir=d,
+    split_datasets={"train": var(40, 2), "test": var(23, 3)},
+    features=tfds.features.FeaturesDict(
+      {
+        "image": tfds.features.Image(shape=(None, None, 3)),
+        "label": tfds.features.ClassLabel(num_classes=4),
+      }
+    ),
   ).download_and_prepare()
   return d
 
 
 def _cfg(dataset="synthetic", data_dir=None, image_size=16, cache=None, aug=None, **kw):
-  cfg = ml_collections.ConfigDict(dict(
-      dataset=dataset, data_dir=data_dir, train_split="train", image_size=image_size, shuffle_buffer=64,
-      aug=aug or A.default_aug_config(image_size), aug2=None, cache=cache, seed=0,
-      synthetic_train_size=256, synthetic_test_size=101))
+  cfg = ml_collections.ConfigDict(
+    dict(
+      dataset=dataset,
+      data_dir=data_dir,
+      train_split="train",
+      image_size=image_size,
+      shuffle_buffer=64,
+      aug=aug or A.default_aug_config(image_size),
+      aug2=None,
+      cache=cache,
+      seed=0,
+      synthetic_train_size=256,
+      synthetic_test_size=101,
+    )
+  )
   cfg.update(kw)
   return cfg
 
@@ -67,8 +98,17 @@ def _cfg(dataset="synthetic", data_dir=None, image_size=16, cache=None, aug=None
 def _identity_aug(image_size, aspect=1.0):
   """A view without randomness: whole image, resized; lets tests see which example each row came from."""
   aug = A.default_aug_config(image_size, color_strength=0.0)
-  aug.update(dict(crop_area_min=1.0, crop_area_max=1.0, aspect_min=aspect, aspect_max=aspect, flip=False,
-                  gray_prob=0.0, resize_method="bilinear"))
+  aug.update(
+    dict(
+      crop_area_min=1.0,
+      crop_area_max=1.0,
+      aspect_min=aspect,
+      aspect_max=aspect,
+      flip=False,
+      gray_prob=0.0,
+      resize_method="bilinear",
+    )
+  )
   return aug
 
 
@@ -91,7 +131,7 @@ def _match(rows, refs):
   return np.array(out)
 
 
-# -- synthetic data ----------------------------------------------------------------------------------------------
+# -- synthetic data --------------------------------------------------------------------------------
 
 
 def test_synthetic_is_deterministic_with_class_structure():
@@ -109,17 +149,21 @@ def test_synthetic_is_deterministic_with_class_structure():
 
 @pytest.mark.slow  # a fresh interpreter importing TensorFlow: ~10 s
 def test_synthetic_needs_no_tfds():
-  code = ("import sys; sys.modules['tensorflow_datasets'] = None\n"  # any import of tfds now fails
-          "import ml_collections\n"
-          "from contrastive_jax.data import augment, pipeline\n"
-          "cfg = ml_collections.ConfigDict(dict(dataset='synthetic', image_size=32, seed=0,"
-          " aug=augment.default_aug_config(32), synthetic_train_size=64, synthetic_test_size=16))\n"
-          "b = next(pipeline.pretrain_iterator(cfg, batch_size=8, process_index=0, process_count=1))\n"
-          "e = list(pipeline.eval_iterator(cfg, 'test', batch_size=8, process_index=0, process_count=1))\n"
-          "print('OK', b['view1'].shape, len(e))\n")
+  code = (
+    "import sys; sys.modules['tensorflow_datasets'] = None\n"  # any import of tfds now fails
+    "import ml_collections\n"
+    "from contrastive_jax.data import augment, pipeline\n"
+    "cfg = ml_collections.ConfigDict(dict(dataset='synthetic', image_size=32, seed=0,"
+    " aug=augment.default_aug_config(32), synthetic_train_size=64, synthetic_test_size=16))\n"
+    "b = next(pipeline.pretrain_iterator(cfg, batch_size=8, process_index=0, process_count=1))\n"
+    "e = list(pipeline.eval_iterator(cfg, 'test', batch_size=8, process_index=0, process_count=1))\n"
+    "print('OK', b['view1'].shape, len(e))\n"
+  )
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+  out = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+  )
   assert "OK (8, 32, 32, 3) 2" in out.stdout, out.stderr[-2000:]
 
 
@@ -136,7 +180,9 @@ def test_pretrain_batch_format_and_views_differ():
 
 
 def test_pretrain_variable_size_colour_dataset_streams(tiny_dir):
-  cfg = _cfg("tiny_var", tiny_dir, image_size=16, cache=True)  # variable sizes cannot be stacked: streams
+  cfg = _cfg(
+    "tiny_var", tiny_dir, image_size=16, cache=True
+  )  # variable sizes cannot be stacked: streams
   it = P.pretrain_iterator(cfg, batch_size=8, process_index=0, process_count=1)
   for _ in range(6):  # > one epoch of 40
     batch = next(it)
@@ -154,19 +200,36 @@ def test_aug2_overrides_second_view():
   assert np.abs(batch["view1"][..., 0] - batch["view1"][..., 2]).max() > 1e-2
 
 
-# -- shards, epochs, resume --------------------------------------------------------------------------------------
+# -- shards, epochs, resume ------------------------------------------------------------------------
 
-SHARD_CASES = [("synthetic", None, 32, 1.0), ("tiny_gray", True, 20, 1.2), ("tiny_gray", False, 20, 1.2)]
+SHARD_CASES = [
+  ("synthetic", None, 32, 1.0),
+  ("tiny_gray", True, 20, 1.2),
+  ("tiny_gray", False, 20, 1.2),
+]
 
 
 @pytest.mark.parametrize("dataset,cache,size,aspect", SHARD_CASES)
 def test_process_shards_are_disjoint_and_cover_one_epoch(tiny_dir, dataset, cache, size, aspect):
-  cfg = _cfg(dataset, tiny_dir, image_size=size, cache=cache, aug=_identity_aug(size, aspect),
-             train_split="train")
+  cfg = _cfg(
+    dataset,
+    tiny_dir,
+    image_size=size,
+    cache=cache,
+    aug=_identity_aug(size, aspect),
+    train_split="train",
+  )
   images, _ = _source(cfg, "train")
-  refs = [A.simclr_view(A.tf.image.convert_image_dtype(
-      tf.tile(tf.constant(im), [1, 1, 3 // im.shape[-1]]), tf.float32), tf.constant([0, 0]), cfg.aug).numpy()
-          for im in images]
+  refs = [
+    A.simclr_view(
+      A.tf.image.convert_image_dtype(
+        tf.tile(tf.constant(im), [1, 1, 3 // im.shape[-1]]), tf.float32
+      ),
+      tf.constant([0, 0]),
+      cfg.aug,
+    ).numpy()
+    for im in images
+  ]
   n = len(images)
   seen = []
   for k in range(2):
@@ -183,19 +246,33 @@ def test_process_shards_are_disjoint_and_cover_one_epoch(tiny_dir, dataset, cach
     assert seen[0] | seen[1] == set(range(n))
 
 
-@pytest.mark.parametrize("dataset,cache", [
-    ("synthetic", None), ("tiny_gray", False),
+@pytest.mark.parametrize(
+  "dataset,cache",
+  [
+    ("synthetic", None),
+    ("tiny_gray", False),
     # Same code path as synthetic once the shard is in memory.
-    pytest.param("tiny_gray", True, marks=pytest.mark.slow)])
+    pytest.param("tiny_gray", True, marks=pytest.mark.slow),
+  ],
+)
 def test_resume_equals_uninterrupted_stream(tiny_dir, dataset, cache):
   cfg = _cfg(dataset, tiny_dir, cache=cache)
-  b, total = 12, 9  # 25 examples per process (tiny_gray) / 128 (synthetic): crosses epoch boundaries
+  b, total = (
+    12,
+    9,
+  )  # 25 examples per process (tiny_gray) / 128 (synthetic): crosses epoch boundaries
   if dataset == "synthetic":
     b, total = 48, 6
-  full = list(_take(P.pretrain_iterator(cfg, batch_size=b, process_index=1, process_count=2), total))
+  full = list(
+    _take(P.pretrain_iterator(cfg, batch_size=b, process_index=1, process_count=2), total)
+  )
   for k in (2, total - 2):
-    resumed = list(_take(P.pretrain_iterator(cfg, batch_size=b, process_index=1, process_count=2,
-                                             start_step=k), total - k))
+    resumed = list(
+      _take(
+        P.pretrain_iterator(cfg, batch_size=b, process_index=1, process_count=2, start_step=k),
+        total - k,
+      )
+    )
     for want, got in zip(full[k:], resumed):
       for key in want:
         np.testing.assert_array_equal(want[key], got[key])
@@ -208,8 +285,12 @@ def _take(it, n):
 
 def test_same_seed_same_batches_other_seed_differs():
   cfg = _cfg()
-  a = list(_take(P.pretrain_iterator(cfg, batch_size=32, process_index=0, process_count=1, seed=3), 3))
-  b = list(_take(P.pretrain_iterator(cfg, batch_size=32, process_index=0, process_count=1, seed=3), 3))
+  a = list(
+    _take(P.pretrain_iterator(cfg, batch_size=32, process_index=0, process_count=1, seed=3), 3)
+  )
+  b = list(
+    _take(P.pretrain_iterator(cfg, batch_size=32, process_index=0, process_count=1, seed=3), 3)
+  )
   c = next(P.pretrain_iterator(cfg, batch_size=32, process_index=0, process_count=1, seed=4))
   for x, y in zip(a, b):
     for k in x:
@@ -233,12 +314,18 @@ def test_batch_larger_than_shard_is_a_clear_error():
 
 
 def test_view_size_must_match_image_size():
-  with pytest.raises(ValueError, match="config.aug.image_size=16 differs from config.image_size=32"):
-    P.pretrain_iterator(_cfg(aug=A.default_aug_config(16), image_size=32), batch_size=8, process_index=0,
-                        process_count=1)
+  with pytest.raises(
+    ValueError, match="config.aug.image_size=16 differs from config.image_size=32"
+  ):
+    P.pretrain_iterator(
+      _cfg(aug=A.default_aug_config(16), image_size=32),
+      batch_size=8,
+      process_index=0,
+      process_count=1,
+    )
 
 
-# -- evaluation --------------------------------------------------------------------------------------------------
+# -- evaluation ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dataset,size", [("synthetic", 32), ("tiny_gray", 16), ("tiny_var", 16)])
@@ -247,14 +334,20 @@ def test_eval_covers_split_exactly_once_with_mask(tiny_dir, dataset, size):
   n = P.num_examples(cfg, "test")
   images, labels = _source(cfg, "test")
   assert len(images) == n
-  per_process = [list(P.eval_iterator(cfg, "test", batch_size=8, process_index=k, process_count=2))
-                 for k in range(2)]
+  per_process = [
+    list(P.eval_iterator(cfg, "test", batch_size=8, process_index=k, process_count=2))
+    for k in range(2)
+  ]
   assert len(per_process[0]) == len(per_process[1]) == -(-((n + 1) // 2) // 8)
   seen = []
   for batches in per_process:
     for b in batches:
       assert b["image"].shape == (8, size, size, 3) and b["image"].dtype == np.float32
-      assert b["label"].dtype == np.int32 and b["mask"].dtype == np.float32 and b["index"].dtype == np.int64
+      assert (
+        b["label"].dtype == np.int32
+        and b["mask"].dtype == np.float32
+        and b["index"].dtype == np.int64
+      )
       real = b["mask"] == 1
       assert (b["image"][~real] == 0).all()
       for i, im, lb in zip(b["index"][real], b["image"][real], b["label"][real]):
@@ -267,7 +360,7 @@ def test_eval_covers_split_exactly_once_with_mask(tiny_dir, dataset, size):
   assert sorted(seen) == list(range(n))
 
 
-# -- data_dir and errors -----------------------------------------------------------------------------------------
+# -- data_dir and errors ---------------------------------------------------------------------------
 
 
 def test_resolve_data_dir(monkeypatch):
@@ -288,13 +381,15 @@ def test_missing_dataset_is_a_fast_clear_error(tmp_path):
   assert "cifar100" in msg and str(tmp_path) in msg and "tfds build cifar100" in msg
   assert "TFDS_DATA_DIR" in msg and "data_dir" in msg
   with pytest.raises(ValueError, match="cifar100"):
-    P.pretrain_iterator(_cfg("cifar100", str(tmp_path)), batch_size=8, process_index=0, process_count=1)
+    P.pretrain_iterator(
+      _cfg("cifar100", str(tmp_path)), batch_size=8, process_index=0, process_count=1
+    )
   with pytest.raises(ValueError, match="no_such_dataset_xyz"):
     P.num_examples(_cfg("no_such_dataset_xyz", str(tmp_path)), "train")
   assert time.time() - start < 10
 
 
-# -- real CIFAR-10 -----------------------------------------------------------------------------------------------
+# -- real CIFAR-10 ---------------------------------------------------------------------------------
 
 
 def _cifar_dir():

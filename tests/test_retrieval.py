@@ -11,18 +11,21 @@ def _at(degrees, scale=1.0):
   return (np.stack([np.cos(a), np.sin(a)], axis=1) * np.reshape(scale, (-1, 1))).astype(np.float32)
 
 
-# Gallery on the unit circle (lengths vary: cosine similarity must ignore them). Labels A=0, B=1, C=2.
+# Gallery on the unit circle (lengths vary: cosine similarity must ignore them). Labels A=0, B=1,
+# C=2.
 GALLERY = _at([0, 10, 20, 90, 100, 180], scale=[1.0, 2.0, 0.5, 3.0, 1.0, 4.0])
 GALLERY_LABELS = np.array([0, 1, 0, 1, 0, 2])
 
 
 def test_hand_computed_recall_and_map_at_r():
-  # q0 at 0 deg, label A: ranking g0..g5 -> labels A B A B A C, rel 1 0 1; R = 3; AP = (1 + 2/3) / 3 = 5/9.
-  # q1 at 92 deg, label B: ranking g3 g4 g2 g1 g5 g0 -> B A A B C A; R = 2; AP = (1 + 0) / 2 = 1/2.
-  # q2 at 170 deg, label B: ranking g5 g4 g3 g2 g1 g0 -> C A B A B A; R = 2; top 2 has no B: AP = 0.
-  # Recall@1: q0 yes, q1 yes, q2 no -> 2/3. Recall@3: all three -> 1. Recall@5 -> 1.
+  # q0 at 0 deg, label A: ranking g0..g5 -> labels A B A B A C, rel 1 0 1; R = 3; AP = (1 + 2/3) / 3
+  # = 5/9. q1 at 92 deg, label B: ranking g3 g4 g2 g1 g5 g0 -> B A A B C A; R = 2; AP = (1 + 0) / 2
+  # = 1/2. q2 at 170 deg, label B: ranking g5 g4 g3 g2 g1 g0 -> C A B A B A; R = 2; top 2 has no B:
+  # AP = 0. Recall@1: q0 yes, q1 yes, q2 no -> 2/3. Recall@3: all three -> 1. Recall@5 -> 1.
   queries = _at([0, 92, 170])
-  out = retrieval.retrieval_metrics(queries, [0, 1, 1], GALLERY, GALLERY_LABELS, ks=(1, 3, 5), batch_size=2)
+  out = retrieval.retrieval_metrics(
+    queries, [0, 1, 1], GALLERY, GALLERY_LABELS, ks=(1, 3, 5), batch_size=2
+  )
   assert out["retrieval_recall_at_1"] == pytest.approx(2 / 3)
   assert out["retrieval_recall_at_3"] == pytest.approx(1.0)
   assert out["retrieval_recall_at_5"] == pytest.approx(1.0)
@@ -59,7 +62,7 @@ def test_nearest_neighbours():
   idx, sims = retrieval.nearest_neighbours(_at([0, 92]), GALLERY, k=2)
   np.testing.assert_array_equal(idx, [[0, 1], [3, 4]])
   np.testing.assert_allclose(
-      sims, [[1.0, np.cos(np.deg2rad(10))], [np.cos(np.deg2rad(2)), np.cos(np.deg2rad(8))]], rtol=1e-5
+    sims, [[1.0, np.cos(np.deg2rad(10))], [np.cos(np.deg2rad(2)), np.cos(np.deg2rad(8))]], rtol=1e-5
   )
   assert idx.shape == (2, 2) and sims.dtype == np.float32
 

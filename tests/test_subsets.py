@@ -8,7 +8,9 @@ from contrastive_jax.evaluators import export, subsets
 
 def _labels():
   rng = np.random.default_rng(0)
-  return rng.permutation(np.repeat(np.arange(10), [120, 100, 150, 100, 130, 110, 100, 140, 100, 150]))
+  return rng.permutation(
+    np.repeat(np.arange(10), [120, 100, 150, 100, 130, 110, 100, 140, 100, 150])
+  )
 
 
 def test_balanced_counts_equal():
@@ -44,7 +46,9 @@ def test_too_large_fraction_names_the_problem():
 
 def test_write_and_read_back(tmp_path):
   idx = subsets.balanced_subset(_labels(), 0.01, seed=3)
-  path = subsets.write_subset(str(tmp_path / "cifar_1pct_seed3.txt"), idx, fraction=0.01, seed=3, note="cifar10")
+  path = subsets.write_subset(
+    str(tmp_path / "cifar_1pct_seed3.txt"), idx, fraction=0.01, seed=3, note="cifar10"
+  )
   text = open(path).read().splitlines()
   assert text[0].startswith("#") and "fraction=0.01" in text[0] and "seed=3" in text[0]
   assert len(text) == idx.size + 1
@@ -62,13 +66,17 @@ def test_export_embeddings_round_trip(tmp_path):
   rng = np.random.default_rng(0)
   feats = rng.normal(size=(7, 4)).astype(np.float32)
   labels = np.arange(7) % 3
-  path = export.export_embeddings(str(tmp_path / "emb"), feats, labels, ids=[f"img_{i}" for i in range(7)])
+  path = export.export_embeddings(
+    str(tmp_path / "emb"), feats, labels, ids=[f"img_{i}" for i in range(7)]
+  )
   assert path.endswith("emb.npz")
   back = export.load_embeddings(path)
   np.testing.assert_array_equal(back["features"], feats)
   np.testing.assert_array_equal(back["labels"], labels)
   assert back["ids"].tolist() == [f"img_{i}" for i in range(7)]
-  default_ids = export.load_embeddings(export.export_embeddings(str(tmp_path / "e2.npz"), feats, labels))["ids"]
+  default_ids = export.load_embeddings(
+    export.export_embeddings(str(tmp_path / "e2.npz"), feats, labels)
+  )["ids"]
   np.testing.assert_array_equal(default_ids, np.arange(7))
   with pytest.raises(ValueError, match="export_embeddings"):
     export.export_embeddings(str(tmp_path / "bad"), feats, labels[:3])

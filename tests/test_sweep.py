@@ -1,4 +1,5 @@
 """Sweeps: grid, names, LR rule per run, launch commands, and resuming without repeating finished runs."""
+
 import json
 import os
 
@@ -19,12 +20,16 @@ def test_grid_names_and_overrides():
   c = _tiny_sweep_config()
   pts = sweep.grid(c.sweep)
   names = [sweep.run_name(p) for p in pts]
-  assert names == ["bs64_ep1_linear_t0.5", "bs2048_ep1_linear_t0.5", "bs64_ep1_sqrt_t0.5",
-                   "bs2048_ep1_sqrt_t0.5"]
+  assert names == [
+    "bs64_ep1_linear_t0.5",
+    "bs2048_ep1_linear_t0.5",
+    "bs64_ep1_sqrt_t0.5",
+    "bs2048_ep1_sqrt_t0.5",
+  ]
   rc = sweep.run_config(c, pts[3], num_devices=1)
   assert rc.mode == "pretrain" and rc.batch_size == 2048 and rc.optim.lr_scaling == "sqrt"
-  assert rc.grad_cache_chunk == 512 and c.mode == "sweep"     # the sweep config is untouched
-  assert optim.learning_rate(rc.optim.base_lr, 2048, "sqrt") == pytest.approx(0.075 * 2048 ** 0.5)
+  assert rc.grad_cache_chunk == 512 and c.mode == "sweep"  # the sweep config is untouched
+  assert optim.learning_rate(rc.optim.base_lr, 2048, "sqrt") == pytest.approx(0.075 * 2048**0.5)
   small = sweep.run_config(c, pts[0], num_devices=1)
   assert small.grad_cache_chunk == 0
   assert optim.learning_rate(small.optim.base_lr, 64, "linear") == pytest.approx(0.3 * 64 / 256)
@@ -63,14 +68,18 @@ def test_sweep_resumes_without_repeating_finished_runs(tmp_path):
   pre.mkdir()
   (pre / "results.json").write_text(json.dumps({"knn_top1": 0.5, "train_time_s": 2.0}))
   with pytest.raises(KeyboardInterrupt):
-    sweep.run_all(c, str(tmp_path), num_devices=1,
-                  train_fn=lambda rc, w: fake_train(rc, w, fail_on="bs64_ep1_sqrt_t0.5"))
+    sweep.run_all(
+      c,
+      str(tmp_path),
+      num_devices=1,
+      train_fn=lambda rc, w: fake_train(rc, w, fail_on="bs64_ep1_sqrt_t0.5"),
+    )
   assert calls == ["bs64_ep1_linear_t0.5", "bs64_ep1_sqrt_t0.5"]
   mtime = os.path.getmtime(tmp_path / "bs64_ep1_linear_t0.5" / "results.json")
 
   calls.clear()
   status = sweep.run_all(c, str(tmp_path), num_devices=1, train_fn=fake_train)
-  assert calls == ["bs64_ep1_sqrt_t0.5", "bs2048_ep1_sqrt_t0.5"]   # finished runs not repeated
+  assert calls == ["bs64_ep1_sqrt_t0.5", "bs2048_ep1_sqrt_t0.5"]  # finished runs not repeated
   assert set(status.values()) == {"finished"} and len(status) == 4
   assert os.path.getmtime(tmp_path / "bs64_ep1_linear_t0.5" / "results.json") == mtime
   assert json.loads((pre / "results.json").read_text())["knn_top1"] == 0.5

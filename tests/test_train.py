@@ -2,6 +2,7 @@
 
 Stop-and-resume equality (SIGTERM/SIGKILL of real processes) is in test_fault_tolerance.py.
 """
+
 import glob
 import json
 import os
@@ -16,8 +17,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_loss_falls_and_probe_beats_chance(tmp_path):
-  c = helpers.tiny_config(total_steps=40, log_every_steps=5, checkpoint_every_steps=1000,
-                          batch_size=64)
+  c = helpers.tiny_config(
+    total_steps=40, log_every_steps=5, checkpoint_every_steps=1000, batch_size=64
+  )
   # Milder views and a higher LR than the presets so that 40 micro-model steps show learning.
   c.optim.base_lr = 1e-2
   c.aug.update(crop_area_min=0.5, color_strength=0.3, gray_prob=0.0)
@@ -26,7 +28,7 @@ def test_loss_falls_and_probe_beats_chance(tmp_path):
   losses = [r["loss"] for r in rows if "loss" in r]
   assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.1, losses
   probe = [r["probe_accuracy"] for r in rows if "probe_accuracy" in r]
-  assert np.mean(probe[-2:]) > 0.2, probe        # 10 classes: chance is 0.1
+  assert np.mean(probe[-2:]) > 0.2, probe  # 10 classes: chance is 0.1
   train_rows = [r for r in rows if "loss" in r]
   for key in ("step", "loss", "learning_rate", "images_per_sec"):
     assert key in train_rows[-1]
@@ -35,13 +37,19 @@ def test_loss_falls_and_probe_beats_chance(tmp_path):
   assert glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
 
 
-@pytest.mark.parametrize("override,pattern", [
-    ({"batch_size": 36}, r"config.batch_size=36 must be a positive multiple of the number of devices"),
+@pytest.mark.parametrize(
+  "override,pattern",
+  [
+    (
+      {"batch_size": 36},
+      r"config.batch_size=36 must be a positive multiple of the number of devices",
+    ),
     ({"model.name": "resnet7"}, r"config.model.name"),
     ({"method_args.temperature": 0.0}, r"temperature"),
     ({"method": "nope"}, r"config.method='nope'"),
     ({"optim.name": "rmsprop"}, r"config.optim.name"),
-])
+  ],
+)
 def test_bad_config_fails_at_once(tmp_path, override, pattern):
   c = helpers.tiny_config(**override)
   with pytest.raises(ValueError, match=pattern):
@@ -70,6 +78,7 @@ def _config_presets():
 
 def _load_config(name, preset):
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -1,4 +1,5 @@
 """The sharded train step: 8 devices == 1 device on the same global batch (all_gather grads, BN sync)."""
+
 import jax
 import numpy as np
 import pytest
@@ -10,8 +11,9 @@ from tests import helpers
 def _run_steps(config, devices, batches, num_classes=10):
   mesh = jax.make_mesh((len(devices),), (sharding.DATA_AXIS,), devices=devices)
   method = methods.get_method(config, num_classes)
-  tx, schedule = optim.create_optimizer(config.optim, batch_size=config.batch_size,
-                                        total_steps=100, steps_per_epoch=10)
+  tx, schedule = optim.create_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=100, steps_per_epoch=10
+  )
   state = train.create_state(method, tx, config, mesh, (config.image_size, config.image_size, 3))
   step = train.make_train_step(method, tx, schedule, mesh)
   all_metrics = []
@@ -32,7 +34,8 @@ def _assert_close(a, b, rtol=1e-5, atol=1e-6):
 @pytest.mark.parametrize("method", ["simclr"])
 def test_eight_devices_equal_one(method):
   # SGD: the update is linear in the gradient, so the comparison is not blurred by Adam's
-  # normalisation of near-zero gradient entries (which turns 1e-9 absolute noise into 1e-5 relative).
+  # normalisation of near-zero gradient entries (which turns 1e-9 absolute noise into 1e-5
+  # relative).
   config = helpers.tiny_config(method)
   config.optim.update(name="sgd", base_lr=0.1, weight_decay=1e-4)
   batches = [helpers.random_batch(config.batch_size, seed=s) for s in range(2)]

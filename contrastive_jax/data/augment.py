@@ -1,15 +1,17 @@
 """Image augmentation ops for contrastive views (TensorFlow, stateless randomness).
 
-Every op takes ONE float32 image in [0, 1] of shape (H, W, 3) and a seed tensor of shape (2,) (int32/int64) and
-returns a float32 image in [0, 1]. All randomness is stateless (`tf.random.stateless_*`), so the same seed gives
-the same output eagerly and inside `tf.data` (where ops run in a graph); sub-seeds are derived with
-`tf.random.experimental.stateless_split`.
+Every op takes ONE float32 image in [0, 1] of shape (H, W, 3) and a seed tensor of shape (2,)
+(int32/int64) and returns a float32 image in [0, 1]. All randomness is stateless
+(`tf.random.stateless_*`), so the same seed gives the same output eagerly and inside `tf.data`
+(where ops run in a graph); sub-seeds are derived with `tf.random.experimental.stateless_split`.
 
-The SimCLR view (Chen et al. 2020, appendix A) is: random resized crop -> horizontal flip -> colour jitter
-(strength s, random order, p=0.8) -> grayscale (p=0.2) -> Gaussian blur -> solarize (BYOL's second view).
-`simclr_view` composes these from a ConfigDict built by `default_aug_config`.
+The SimCLR view (Chen et al. 2020, appendix A) is: random resized crop -> horizontal flip -> colour
+jitter (strength s, random order, p=0.8) -> grayscale (p=0.2) -> Gaussian blur -> solarize (BYOL's
+second view). `simclr_view` composes these from a ConfigDict built by `default_aug_config`.
 """
-from typing import Any, Sequence, Tuple
+
+from typing import Any
+from collections.abc import Sequence
 
 import ml_collections
 import tensorflow as tf
@@ -40,10 +42,14 @@ def _apply_with_prob(fn, image: tf.Tensor, seed: tf.Tensor, prob: float) -> tf.T
   return tf.cond(_uniform(seed) < prob, lambda: fn(image), lambda: image)
 
 
-def random_resized_crop(image: tf.Tensor, seed: tf.Tensor, size: int,
-                        area_range: Tuple[float, float] = (0.08, 1.0),
-                        aspect_range: Tuple[float, float] = (3 / 4, 4 / 3),
-                        method: str = "bicubic") -> tf.Tensor:
+def random_resized_crop(
+  image: tf.Tensor,
+  seed: tf.Tensor,
+  size: int,
+  area_range: tuple[float, float] = (0.08, 1.0),
+  aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
+  method: str = "bicubic",
+) -> tf.Tensor:
   """Inception-style crop: a random box of relative area in `area_range` and aspect ratio in `aspect_range`.
 
   Args:
@@ -59,9 +65,15 @@ def random_resized_crop(image: tf.Tensor, seed: tf.Tensor, size: int,
   """
   shape = tf.shape(image)
   begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-      shape, bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=tf.cast(seed, tf.int64),
-      min_object_covered=0.0, aspect_ratio_range=list(aspect_range), area_range=list(area_range),
-      max_attempts=100, use_image_if_no_bounding_boxes=True)
+    shape,
+    bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+    seed=tf.cast(seed, tf.int64),
+    min_object_covered=0.0,
+    aspect_ratio_range=list(aspect_range),
+    area_range=list(area_range),
+    max_attempts=100,
+    use_image_if_no_bounding_boxes=True,
+  )
   crop = tf.slice(image, begin, crop_size)
   crop = tf.image.resize(crop, [size, size], method=method)
   crop = tf.ensure_shape(crop, [size, size, None])
@@ -73,12 +85,14 @@ def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.image.stateless_random_flip_left_right(image, seed=tf.cast(seed, tf.int64))
 
 
-def color_jitter(image: tf.Tensor, seed: tf.Tensor, strength: float, prob: float = 0.8) -> tf.Tensor:
+def color_jitter(
+  image: tf.Tensor, seed: tf.Tensor, strength: float, prob: float = 0.8
+) -> tf.Tensor:
   """SimCLR colour distortion: brightness, contrast, saturation (0.8 s) and hue (0.2 s) in a random order.
 
-  Brightness is multiplicative (SimCLR v2). The four factors are drawn first, then applied in an order given by a
-  stateless random permutation (tf.switch_case per slot), clipping to [0, 1] after each. The whole jitter is
-  applied with probability `prob`.
+  Brightness is multiplicative (SimCLR v2). The four factors are drawn first, then applied in an
+  order given by a stateless random permutation (tf.switch_case per slot), clipping to [0, 1] after
+  each. The whole jitter is applied with probability `prob`.
   """
   if strength <= 0.0:
     return image
@@ -91,10 +105,10 @@ def color_jitter(image: tf.Tensor, seed: tf.Tensor, strength: float, prob: float
   order = tf.argsort(tf.random.stateless_uniform([4], seed=seeds[4]))
 
   ops = (
-      lambda y: y * bright,
-      lambda y: tf.image.adjust_contrast(y, contrast),
-      lambda y: tf.image.adjust_saturation(y, sat),
-      lambda y: tf.image.adjust_hue(y, hue),
+    lambda y: y * bright,
+    lambda y: tf.image.adjust_contrast(y, contrast),
+    lambda y: tf.image.adjust_saturation(y, sat),
+    lambda y: tf.image.adjust_hue(y, hue),
   )
 
   def jitter(x):
@@ -137,15 +151,19 @@ def _blur(image: tf.Tensor, sigma: tf.Tensor, kernel_size: int) -> tf.Tensor:
   return tf.clip_by_value(out[0], 0.0, 1.0)
 
 
-def gaussian_blur(image: tf.Tensor, seed: tf.Tensor, prob: float,
-                  sigma_range: Tuple[float, float] = (0.1, 2.0)) -> tf.Tensor:
+def gaussian_blur(
+  image: tf.Tensor, seed: tf.Tensor, prob: float, sigma_range: tuple[float, float] = (0.1, 2.0)
+) -> tf.Tensor:
   """Separable Gaussian blur, kernel `blur_kernel_size(H)`, sigma ~ U(sigma_range), with probability `prob`.
 
-  The image side must be static (it is after random_resized_crop); the kernel size follows the height.
+  The image side must be static (it is after random_resized_crop); the kernel size follows the
+  height.
   """
   side = image.shape[0]
   if side is None:
-    raise ValueError("gaussian_blur needs a static image height; apply it after random_resized_crop.")
+    raise ValueError(
+      "gaussian_blur needs a static image height; apply it after random_resized_crop."
+    )
   seeds = _split(seed, 2)
   sigma = _uniform(seeds[0], sigma_range[0], sigma_range[1])
   ksize = blur_kernel_size(side)
@@ -157,20 +175,28 @@ def solarize(image: tf.Tensor, seed: tf.Tensor, prob: float, threshold: float = 
   return _apply_with_prob(lambda x: tf.where(x < threshold, x, 1.0 - x), image, seed, prob)
 
 
-def default_aug_config(image_size: int, color_strength: float = 0.5,
-                       blur_prob: float = 0.0) -> ml_collections.ConfigDict:
+def default_aug_config(
+  image_size: int, color_strength: float = 0.5, blur_prob: float = 0.0
+) -> ml_collections.ConfigDict:
   """The SimCLR view as a config (CIFAR: strength 0.5, no blur; ImageNet: strength 1.0, blur 0.5)."""
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       image_size=image_size,
-      crop_area_min=0.08, crop_area_max=1.0,
-      aspect_min=3 / 4, aspect_max=4 / 3,
+      crop_area_min=0.08,
+      crop_area_max=1.0,
+      aspect_min=3 / 4,
+      aspect_max=4 / 3,
       flip=True,
-      color_strength=color_strength, color_prob=0.8,
+      color_strength=color_strength,
+      color_prob=0.8,
       gray_prob=0.2,
-      blur_prob=blur_prob, blur_sigma_min=0.1, blur_sigma_max=2.0,
+      blur_prob=blur_prob,
+      blur_sigma_min=0.1,
+      blur_sigma_max=2.0,
       solarize_prob=0.0,
       resize_method="bicubic",
-  ))
+    )
+  )
 
 
 def simclr_view(image: tf.Tensor, seed: tf.Tensor, cfg: Any) -> tf.Tensor:
@@ -187,16 +213,25 @@ def simclr_view(image: tf.Tensor, seed: tf.Tensor, cfg: Any) -> tf.Tensor:
   s = _split(seed, 6)
   size = int(_get(cfg, "image_size", 32))
   x = random_resized_crop(
-      image, s[0], size,
-      area_range=(_get(cfg, "crop_area_min", 0.08), _get(cfg, "crop_area_max", 1.0)),
-      aspect_range=(_get(cfg, "aspect_min", 3 / 4), _get(cfg, "aspect_max", 4 / 3)),
-      method=_get(cfg, "resize_method", "bicubic"))
+    image,
+    s[0],
+    size,
+    area_range=(_get(cfg, "crop_area_min", 0.08), _get(cfg, "crop_area_max", 1.0)),
+    aspect_range=(_get(cfg, "aspect_min", 3 / 4), _get(cfg, "aspect_max", 4 / 3)),
+    method=_get(cfg, "resize_method", "bicubic"),
+  )
   if _get(cfg, "flip", True):
     x = random_flip(x, s[1])
-  x = color_jitter(x, s[2], float(_get(cfg, "color_strength", 0.5)), float(_get(cfg, "color_prob", 0.8)))
+  x = color_jitter(
+    x, s[2], float(_get(cfg, "color_strength", 0.5)), float(_get(cfg, "color_prob", 0.8))
+  )
   x = random_grayscale(x, s[3], float(_get(cfg, "gray_prob", 0.2)))
-  x = gaussian_blur(x, s[4], float(_get(cfg, "blur_prob", 0.0)),
-                    (_get(cfg, "blur_sigma_min", 0.1), _get(cfg, "blur_sigma_max", 2.0)))
+  x = gaussian_blur(
+    x,
+    s[4],
+    float(_get(cfg, "blur_prob", 0.0)),
+    (_get(cfg, "blur_sigma_min", 0.1), _get(cfg, "blur_sigma_max", 2.0)),
+  )
   x = solarize(x, s[5], float(_get(cfg, "solarize_prob", 0.0)))
   return x
 
@@ -226,7 +261,16 @@ def views_seeds(seed: tf.Tensor) -> tf.Tensor:
 
 
 __all__: Sequence[str] = (
-    "random_resized_crop", "random_flip", "color_jitter", "random_grayscale", "to_grayscale",
-    "blur_kernel_size", "gaussian_blur", "solarize", "simclr_view", "default_aug_config", "eval_view",
-    "views_seeds",
+  "random_resized_crop",
+  "random_flip",
+  "color_jitter",
+  "random_grayscale",
+  "to_grayscale",
+  "blur_kernel_size",
+  "gaussian_blur",
+  "solarize",
+  "simclr_view",
+  "default_aug_config",
+  "eval_view",
+  "views_seeds",
 )

@@ -1,4 +1,5 @@
 """The data a run sees, from its config: sizes, classes, train and eval iterators for this process."""
+
 import jax
 
 from contrastive_jax.data import pipeline
@@ -10,7 +11,8 @@ class DataSource:
   def __init__(self, config):
     self.config = config
     self.num_classes, shape, self.split_sizes = pipeline.dataset_info(
-        config.dataset, pipeline.resolve_data_dir(config.data_dir), config=config)
+      config.dataset, pipeline.resolve_data_dir(config.data_dir), config=config
+    )
     self.image_shape = (config.image_size, config.image_size, 3)
     self.train_size = pipeline.num_examples(config, config.train_split)  # 'train[:90%]' works too
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
@@ -18,13 +20,23 @@ class DataSource:
 
   def train_batches(self, start_step: int = 0):
     return pipeline.pretrain_iterator(
-        self.config, batch_size=self.local_batch, process_index=self.process_index,
-        process_count=self.process_count, start_step=start_step, seed=self.config.seed)
+      self.config,
+      batch_size=self.local_batch,
+      process_index=self.process_index,
+      process_count=self.process_count,
+      start_step=start_step,
+      seed=self.config.seed,
+    )
 
   def eval_batches(self, split: str, batch_size: int | None = None):
     per_process = (batch_size or self.config.knn.batch_size) // self.process_count
-    per_process = max(jax.local_device_count(), per_process // jax.local_device_count()
-                      * jax.local_device_count())
-    return pipeline.eval_iterator(self.config, split, batch_size=per_process,
-                                  process_index=self.process_index,
-                                  process_count=self.process_count)
+    per_process = max(
+      jax.local_device_count(), per_process // jax.local_device_count() * jax.local_device_count()
+    )
+    return pipeline.eval_iterator(
+      self.config,
+      split,
+      batch_size=per_process,
+      process_index=self.process_index,
+      process_count=self.process_count,
+    )

@@ -26,8 +26,8 @@ def export_embeddings(path: str, features, labels, ids=None) -> str:
     ids = ids.astype(str)
   if not (features.ndim == 2 and features.shape[0] == labels.shape[0] == ids.shape[0]):
     raise ValueError(
-        f"export_embeddings: need features (n, d), labels (n,), ids (n,); got {features.shape}, "
-        f"{labels.shape}, {ids.shape}"
+      f"export_embeddings: need features (n, d), labels (n,), ids (n,); got {features.shape}, "
+      f"{labels.shape}, {ids.shape}"
     )
   if not path.endswith(".npz"):
     path += ".npz"

@@ -1,5 +1,6 @@
 """Frozen-encoder features of a whole split, computed on all devices."""
-from typing import Callable, Iterable
+
+from collections.abc import Callable, Iterable
 
 import jax
 import numpy as np
@@ -29,5 +30,8 @@ def compute_features(embed_step: Callable, state, batches: Iterable[dict], mesh)
     mask.append(rest["mask"])
   keep = np.concatenate(mask) > 0
   order = np.argsort(np.concatenate(index)[keep], kind="stable")
-  return (np.concatenate(feats)[keep][order], np.concatenate(labels)[keep][order],
-          np.concatenate(index)[keep][order])
+  return (
+    np.concatenate(feats)[keep][order],
+    np.concatenate(labels)[keep][order],
+    np.concatenate(index)[keep][order],
+  )

@@ -1,22 +1,25 @@
 """Weighted k-nearest-neighbour classification on frozen features.
 
-The protocol of Wu et al. 2018 ("Unsupervised Feature Learning via Non-Parametric Instance Discrimination",
-InstDisc), as used by solo-learn and lightly: features are L2-normalised, the train split is the memory bank,
-each test example takes its k most cosine-similar bank entries and every neighbour votes for its label with
-weight exp(sim / temperature); the predicted class is the one with the largest summed vote.
+The protocol of Wu et al. 2018 ("Unsupervised Feature Learning via Non-Parametric Instance
+Discrimination", InstDisc), as used by solo-learn and lightly: features are L2-normalised, the train
+split is the memory bank, each test example takes its k most cosine-similar bank entries and every
+neighbour votes for its label with weight exp(sim / temperature); the predicted class is the one
+with the largest summed vote.
 
-Several k are scored in one pass: the top max(ks) neighbours are found once and each k uses the first k of them.
+Several k are scored in one pass: the top max(ks) neighbours are found once and each k uses the
+first k of them.
 
-Distributed: with a mesh whose axis 'data' has several devices, the memory bank is sharded over that axis. Each
-device finds the top-k of ITS bank rows for the current test chunk, the (similarity, label) candidates of all
-devices are all_gather-ed, and the global top-k is the top-k of the candidates. The global top-k is always among
-the union of the local top-k, so the answer equals the one-device computation.
+Distributed: with a mesh whose axis 'data' has several devices, the memory bank is sharded over that
+axis. Each device finds the top-k of ITS bank rows for the current test chunk, the (similarity,
+label) candidates of all devices are all_gather-ed, and the global top-k is the top-k of the
+candidates. The global top-k is always among the union of the local top-k, so the answer equals the
+one-device computation.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,16 +56,22 @@ def _votes(top_sims, top_labels, test_labels, *, ks, num_classes, temperature):
   for k in ks:
     # Scatter-add keeps memory at (b, num_classes) per k instead of a (b, k, num_classes) one-hot.
     votes = (
-        jnp.zeros((b, num_classes), jnp.float32).at[rows, top_labels].add(jnp.where(position < k, weights, 0.0))
+      jnp.zeros((b, num_classes), jnp.float32)
+      .at[rows, top_labels]
+      .add(jnp.where(position < k, weights, 0.0))
     )
     correct.append(jnp.argmax(votes, axis=-1) == test_labels)
   return jnp.stack(correct)
 
 
 @functools.partial(jax.jit, static_argnames=("ks", "num_classes", "temperature", "kmax"))
-def _knn_chunk_single(bank, bank_labels, bank_valid, test, test_labels, *, ks, num_classes, temperature, kmax):
+def _knn_chunk_single(
+  bank, bank_labels, bank_valid, test, test_labels, *, ks, num_classes, temperature, kmax
+):
   top_sims, top_labels = _local_topk(test, bank, bank_labels, bank_valid, kmax)
-  return _votes(top_sims, top_labels, test_labels, ks=ks, num_classes=num_classes, temperature=temperature)
+  return _votes(
+    top_sims, top_labels, test_labels, ks=ks, num_classes=num_classes, temperature=temperature
+  )
 
 
 @functools.lru_cache(maxsize=16)
@@ -77,20 +86,23 @@ def _sharded_chunk_fn(mesh, ks, num_classes, temperature, kmax, klocal):
     top_sims, pos = jax.lax.top_k(sims, kmax)
     return top_sims, jnp.take_along_axis(labels, pos, axis=1)
 
-  # check_vma=False: after all_gather the result is the same on every device, which out_specs=P() states;
-  # the vma type system would otherwise need an 'invariant' all_gather whose spelling varies across jax versions.
+  # check_vma=False: after all_gather the result is the same on every device, which out_specs=P()
+  # states; the vma type system would otherwise need an 'invariant' all_gather whose spelling varies
+  # across jax versions.
   merged = jax.shard_map(
-      per_device,
-      mesh=mesh,
-      in_specs=(P(AXIS), P(AXIS), P(AXIS), P()),
-      out_specs=(P(), P()),
-      check_vma=False,
+    per_device,
+    mesh=mesh,
+    in_specs=(P(AXIS), P(AXIS), P(AXIS), P()),
+    out_specs=(P(), P()),
+    check_vma=False,
   )
 
   @jax.jit
   def run(bank, bank_labels, bank_valid, test, test_labels):
     top_sims, top_labels = merged(bank, bank_labels, bank_valid, test)
-    return _votes(top_sims, top_labels, test_labels, ks=ks, num_classes=num_classes, temperature=temperature)
+    return _votes(
+      top_sims, top_labels, test_labels, ks=ks, num_classes=num_classes, temperature=temperature
+    )
 
   return run
 
@@ -102,16 +114,16 @@ def _global_array(x: np.ndarray, mesh, spec) -> jax.Array:
 
 
 def knn_classify(
-    train_features,
-    train_labels,
-    test_features,
-    test_labels,
-    *,
-    num_classes: int,
-    ks: Sequence[int] = (200,),
-    temperature: float = 0.07,
-    mesh: jax.sharding.Mesh | None = None,
-    test_batch_size: int = 256,
+  train_features,
+  train_labels,
+  test_features,
+  test_labels,
+  *,
+  num_classes: int,
+  ks: Sequence[int] = (200,),
+  temperature: float = 0.07,
+  mesh: jax.sharding.Mesh | None = None,
+  test_batch_size: int = 256,
 ) -> dict[str, float]:
   """Weighted kNN top-1 accuracy of test features against a train-feature memory bank.
 
@@ -121,9 +133,11 @@ def knn_classify(
     test_features: (n_test, d) queries; L2-normalised here.
     test_labels: (n_test,) int labels.
     num_classes: number of classes.
-    ks: neighbour counts to score, all from one top-max(ks) search. A k above n_train uses all of the bank.
+    ks: neighbour counts to score, all from one top-max(ks) search. A k above n_train uses all of
+      the bank.
     temperature: vote weight exp(sim / temperature) (0.07 as in InstDisc / solo-learn).
-    mesh: optional mesh with an axis 'data'; when it has more than one device the bank is sharded over it.
+    mesh: optional mesh with an axis 'data'; when it has more than one device the bank is sharded
+      over it.
     test_batch_size: test rows per step (the (test_batch_size, n_train / devices) similarity block bounds memory).
 
   Returns:
@@ -145,7 +159,7 @@ def knn_classify(
   for name, lab in (("train", bank_labels), ("test", test_labels)):
     if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
       raise ValueError(
-          f"knn: {name} labels must be in [0, num_classes={num_classes}), got [{lab.min()}, {lab.max()}]"
+        f"knn: {name} labels must be in [0, num_classes={num_classes}), got [{lab.min()}, {lab.max()}]"
       )
   n_train, n_test = bank.shape[0], test.shape[0]
   if n_train == 0 or n_test == 0:
@@ -162,7 +176,7 @@ def knn_classify(
   if num_devices == 1:
     arrays = tuple(jnp.asarray(a) for a in (bank, bank_labels, bank_valid))
     step = functools.partial(
-        _knn_chunk_single, ks=ks, num_classes=num_classes, temperature=float(temperature), kmax=kmax
+      _knn_chunk_single, ks=ks, num_classes=num_classes, temperature=float(temperature), kmax=kmax
     )
     place = jnp.asarray
   else:

@@ -1,21 +1,22 @@
 """Linear probe on precomputed (frozen) features, with hyper-parameter selection on a held-out split.
 
-Protocol (as in Kolesnikov et al. 2019 and SimCLR's appendix B.5): the caller splits the train set with
-`holdout_split`, `train_linear_probe` trains one linear classifier per (learning rate, weight decay) pair on the
-train part, picks the pair with the best top-1 on the held-out part, and (refit=True, the default) retrains
-with that pair on train + held-out. The test split is touched once, by the caller, with `evaluate_linear`.
+Protocol (as in Kolesnikov et al. 2019 and SimCLR's appendix B.5): the caller splits the train set
+with `holdout_split`, `train_linear_probe` trains one linear classifier per (learning rate, weight
+decay) pair on the train part, picks the pair with the best top-1 on the held-out part, and
+(refit=True, the default) retrains with that pair on train + held-out. The test split is touched
+once, by the caller, with `evaluate_linear`.
 
-Features are standardised with the mean and standard deviation of the training features (per dimension;
-normalization='standardize', the default), or L2-normalised per row (normalization='l2'). The statistics are
-part of the returned params, so `evaluate_linear` takes raw features.
+Features are standardised with the mean and standard deviation of the training features (per
+dimension; normalization='standardize', the default), or L2-normalised per row (normalization='l2').
+The statistics are part of the returned params, so `evaluate_linear` takes raw features.
 
-All pairs of the grid are trained at once: the training loop is one jitted lax.scan over steps, vmapped over the
-grid, and every pair sees the same mini-batches. Softmax cross-entropy, zero init, cosine learning-rate decay to
-0 over all steps, weight decay on the kernel only (not the bias).
+All pairs of the grid are trained at once: the training loop is one jitted lax.scan over steps,
+vmapped over the grid, and every pair sees the same mini-batches. Softmax cross-entropy, zero init,
+cosine learning-rate decay to 0 over all steps, weight decay on the kernel only (not the bias).
 
-Cost: the train features live on the default device in float32 (50k x 512 is 100 MB; ImageNet-1k x 2048 is
-10 GB). On 2 CPU cores, 45k x 512 features, 10 classes, 6 pairs, 30 epochs at batch 1024 plus the refit take
-about 20 s.
+Cost: the train features live on the default device in float32 (50k x 512 is 100 MB; ImageNet-1k x
+2048 is 10 GB). On 2 CPU cores, 45k x 512 features, 10 classes, 6 pairs, 30 epochs at batch 1024
+plus the refit take about 20 s.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +41,8 @@ class LinearProbeResult:
   """Outcome of `train_linear_probe`.
 
   Attributes:
-    params: classifier for `evaluate_linear` (kernel, bias and the feature normalisation); trained on
-      train + val when refit, else on train only.
+    params: classifier for `evaluate_linear` (kernel, bias and the feature normalisation); trained
+      on train + val when refit, else on train only.
     best_lr: selected learning rate.
     best_weight_decay: selected weight decay.
     val_top1: held-out top-1 of the selected pair (trained on train only).
@@ -66,7 +67,7 @@ class LinearProbeResult:
 
 
 def holdout_split(
-    num_examples: int, fraction: float = 0.1, seed: int = 0, labels=None
+  num_examples: int, fraction: float = 0.1, seed: int = 0, labels=None
 ) -> tuple[np.ndarray, np.ndarray]:
   """Disjoint, reproducible (train_idx, val_idx) split of range(num_examples).
 
@@ -74,8 +75,9 @@ def holdout_split(
     num_examples: size of the split being divided.
     fraction: share of examples held out for validation, in (0, 1).
     seed: NumPy seed; the same seed gives the same split.
-    labels: optional (num_examples,) labels; if given, each class contributes round(fraction * class size)
-      examples (at least one for classes with two or more examples), so the held-out split is stratified.
+    labels: optional (num_examples,) labels; if given, each class contributes round(fraction * class
+      size) examples (at least one for classes with two or more examples), so the held-out split is
+      stratified.
 
   Returns:
     Sorted int64 index arrays; together they cover every index exactly once.
@@ -111,9 +113,9 @@ def _normalizer(x: np.ndarray, normalization: str) -> dict:
     mean = np.zeros(x.shape[1], np.float32)
     inv_std = np.ones(x.shape[1], np.float32)
   return {
-      "mean": mean.astype(np.float32),
-      "inv_std": inv_std.astype(np.float32),
-      "l2": np.bool_(normalization == "l2"),
+    "mean": mean.astype(np.float32),
+    "inv_std": inv_std.astype(np.float32),
+    "l2": np.bool_(normalization == "l2"),
   }
 
 
@@ -131,11 +133,11 @@ def _make_tx(optimizer: str, lr, weight_decay, total_steps: int):
   mask = {"kernel": True, "bias": False}
   if optimizer == "sgd_nesterov":
     return optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=mask),
-        optax.sgd(schedule, momentum=0.9, nesterov=True),
+      optax.add_decayed_weights(weight_decay, mask=mask),
+      optax.sgd(schedule, momentum=0.9, nesterov=True),
     )
   return optax.lars(
-      schedule, weight_decay=weight_decay, weight_decay_mask=mask, trust_ratio_mask=mask, momentum=0.9
+    schedule, weight_decay=weight_decay, weight_decay_mask=mask, trust_ratio_mask=mask, momentum=0.9
   )
 
 
@@ -150,13 +152,17 @@ def _fit_grid(x, y, lrs, wds, key, *, num_classes, epochs, batch_size, optimizer
   n, d = x.shape
   steps_per_epoch = n // batch_size
   total = epochs * steps_per_epoch
-  # One shuffled order per epoch (the remainder of n / batch_size is dropped, a different part each epoch).
+  # One shuffled order per epoch (the remainder of n / batch_size is dropped, a different part each
+  # epoch).
   order = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, epochs))
   batches = order[:, : steps_per_epoch * batch_size].reshape(total, batch_size)
 
   def fit_one(lr, wd):
     tx = _make_tx(optimizer, lr, wd, total)
-    params = {"kernel": jnp.zeros((d, num_classes), jnp.float32), "bias": jnp.zeros((num_classes,), jnp.float32)}
+    params = {
+      "kernel": jnp.zeros((d, num_classes), jnp.float32),
+      "bias": jnp.zeros((num_classes,), jnp.float32),
+    }
 
     def step(carry, idx):
       params, opt_state = carry
@@ -186,7 +192,9 @@ def _grid_accuracy(kernels, biases, x, y) -> np.ndarray:
   """(grid, 2) top1/top5 accuracies, chunked over examples."""
   counts = np.zeros((kernels.shape[0], 2), np.int64)
   for start in range(0, x.shape[0], _EVAL_CHUNK):
-    c1, c5 = _grid_correct_counts(kernels, biases, x[start : start + _EVAL_CHUNK], y[start : start + _EVAL_CHUNK])
+    c1, c5 = _grid_correct_counts(
+      kernels, biases, x[start : start + _EVAL_CHUNK], y[start : start + _EVAL_CHUNK]
+    )
     counts += np.stack([np.asarray(c1), np.asarray(c5)], axis=1)
   return counts / x.shape[0]
 
@@ -209,20 +217,20 @@ def evaluate_linear(params: dict, x, y) -> tuple[float, float]:
 
 
 def train_linear_probe(
-    train_x,
-    train_y,
-    val_x,
-    val_y,
-    *,
-    num_classes: int,
-    lrs: Sequence[float] = (0.01, 0.1, 1.0),
-    weight_decays: Sequence[float] = (0.0, 1e-4),
-    epochs: int = 30,
-    batch_size: int = 1024,
-    seed: int = 0,
-    optimizer: str = "sgd_nesterov",
-    normalization: str = "standardize",
-    refit: bool = True,
+  train_x,
+  train_y,
+  val_x,
+  val_y,
+  *,
+  num_classes: int,
+  lrs: Sequence[float] = (0.01, 0.1, 1.0),
+  weight_decays: Sequence[float] = (0.0, 1e-4),
+  epochs: int = 30,
+  batch_size: int = 1024,
+  seed: int = 0,
+  optimizer: str = "sgd_nesterov",
+  normalization: str = "standardize",
+  refit: bool = True,
 ) -> LinearProbeResult:
   """Trains linear classifiers on a (lr, weight decay) grid and selects the best on the validation split.
 
@@ -245,7 +253,9 @@ def train_linear_probe(
   if optimizer not in _OPTIMIZERS:
     raise ValueError(f"linear probe optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
   if normalization not in _NORMALIZATIONS:
-    raise ValueError(f"linear probe normalization must be one of {_NORMALIZATIONS}, got {normalization!r}")
+    raise ValueError(
+      f"linear probe normalization must be one of {_NORMALIZATIONS}, got {normalization!r}"
+    )
   if epochs < 1:
     raise ValueError(f"linear probe epochs must be >= 1, got {epochs}")
   train_x = np.asarray(train_x, np.float32)
@@ -260,20 +270,27 @@ def train_linear_probe(
   lr_arr = jnp.asarray([p[0] for p in pairs], jnp.float32)
   wd_arr = jnp.asarray([p[1] for p in pairs], jnp.float32)
   key = jax.random.key(seed)
-  fit = functools.partial(_fit_grid, num_classes=num_classes, epochs=int(epochs), optimizer=optimizer)
+  fit = functools.partial(
+    _fit_grid, num_classes=num_classes, epochs=int(epochs), optimizer=optimizer
+  )
 
   norm = _normalizer(train_x, normalization)
   xtr = _apply_normalizer(train_x, norm)
   grid_params = fit(
-      xtr, jnp.asarray(train_y), lr_arr, wd_arr, key, batch_size=min(int(batch_size), train_x.shape[0])
+    xtr,
+    jnp.asarray(train_y),
+    lr_arr,
+    wd_arr,
+    key,
+    batch_size=min(int(batch_size), train_x.shape[0]),
   )
   acc = _grid_accuracy(
-      grid_params["kernel"], grid_params["bias"], _apply_normalizer(val_x, norm), jnp.asarray(val_y)
+    grid_params["kernel"], grid_params["bias"], _apply_normalizer(val_x, norm), jnp.asarray(val_y)
   )
   best = int(np.argmax(acc[:, 0]))  # first (smallest lr, then smallest wd) among ties
   grid = [
-      {"lr": lr, "weight_decay": wd, "val_top1": float(a[0]), "val_top5": float(a[1])}
-      for (lr, wd), a in zip(pairs, acc)
+    {"lr": lr, "weight_decay": wd, "val_top1": float(a[0]), "val_top5": float(a[1])}
+    for (lr, wd), a in zip(pairs, acc)
   ]
 
   if refit:
@@ -281,24 +298,24 @@ def train_linear_probe(
     all_y = np.concatenate([train_y, val_y])
     norm = _normalizer(all_x, normalization)
     final = fit(
-        _apply_normalizer(all_x, norm),
-        jnp.asarray(all_y),
-        lr_arr[best : best + 1],
-        wd_arr[best : best + 1],
-        key,
-        batch_size=min(int(batch_size), all_x.shape[0]),
+      _apply_normalizer(all_x, norm),
+      jnp.asarray(all_y),
+      lr_arr[best : best + 1],
+      wd_arr[best : best + 1],
+      key,
+      batch_size=min(int(batch_size), all_x.shape[0]),
     )
     final = jax.tree.map(lambda a: a[0], final)
   else:
     final = jax.tree.map(lambda a: a[best], grid_params)
   params = {"kernel": np.asarray(final["kernel"]), "bias": np.asarray(final["bias"]), **norm}
   return LinearProbeResult(
-      params=params,
-      best_lr=pairs[best][0],
-      best_weight_decay=pairs[best][1],
-      val_top1=float(acc[best, 0]),
-      val_top5=float(acc[best, 1]),
-      grid=grid,
-      normalization=normalization,
-      refit=bool(refit),
+    params=params,
+    best_lr=pairs[best][0],
+    best_weight_decay=pairs[best][1],
+    val_top1=float(acc[best, 0]),
+    val_top5=float(acc[best, 1]),
+    grid=grid,
+    normalization=normalization,
+    refit=bool(refit),
   )

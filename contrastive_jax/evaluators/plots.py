@@ -1,8 +1,8 @@
 """Figures for evaluation reports, written as PNG files.
 
-Each function takes arrays (or a metrics.jsonl path) and an output path and returns the path. Figures are built
-with matplotlib's object API (Figure + Agg canvas), never pyplot, so nothing touches global GUI state and the
-functions are safe to call from a training process or a thread.
+Each function takes arrays (or a metrics.jsonl path) and an output path and returns the path.
+Figures are built with matplotlib's object API (Figure + Agg canvas), never pyplot, so nothing
+touches global GUI state and the functions are safe to call from a training process or a thread.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import math
 import os
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -47,15 +47,15 @@ def _pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_embedding_2d(
-    features,
-    labels,
-    class_names,
-    path: str,
-    method: str = "pca",
-    *,
-    title: str | None = None,
-    max_points: int = 5000,
-    seed: int = 0,
+  features,
+  labels,
+  class_names,
+  path: str,
+  method: str = "pca",
+  *,
+  title: str | None = None,
+  max_points: int = 5000,
+  seed: int = 0,
 ) -> str:
   """Scatter plot of features projected to 2-D, coloured by class.
 
@@ -64,9 +64,11 @@ def plot_embedding_2d(
     labels: (n,) int labels indexing class_names.
     class_names: names per class (None: the label numbers).
     path: output PNG.
-    method: 'pca' (NumPy SVD) or 'tsne' (needs scikit-learn; falls back to PCA with a warning without it).
+    method: 'pca' (NumPy SVD) or 'tsne' (needs scikit-learn; falls back to PCA with a warning
+      without it).
     title: figure title (default names the method).
-    max_points: a random subset of this many points is drawn (t-SNE and the scatter stay fast and legible).
+    max_points: a random subset of this many points is drawn (t-SNE and the scatter stay fast and
+      legible).
     seed: subset and t-SNE seed.
 
   Returns:
@@ -75,7 +77,9 @@ def plot_embedding_2d(
   x = np.asarray(features, np.float64)
   y = np.asarray(labels).reshape(-1)
   if x.ndim != 2 or x.shape[0] != y.shape[0]:
-    raise ValueError(f"plot_embedding_2d: need features (n, d) and labels (n,), got {x.shape} and {y.shape}")
+    raise ValueError(
+      f"plot_embedding_2d: need features (n, d) and labels (n,), got {x.shape} and {y.shape}"
+    )
   if method not in ("pca", "tsne"):
     raise ValueError(f"plot_embedding_2d: method must be 'pca' or 'tsne', got {method!r}")
   if x.shape[0] > max_points:
@@ -87,19 +91,24 @@ def plot_embedding_2d(
     try:
       from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
     except ImportError:
-      warnings.warn("plot_embedding_2d: scikit-learn is not installed; drawing PCA instead of t-SNE")
+      warnings.warn(
+        "plot_embedding_2d: scikit-learn is not installed; drawing PCA instead of t-SNE"
+      )
       method = "pca"
   if method == "tsne":
     xy = TSNE(
-        n_components=2, init="pca", random_state=seed, perplexity=min(30.0, max(2.0, (x.shape[0] - 1) / 3))
+      n_components=2,
+      init="pca",
+      random_state=seed,
+      perplexity=min(30.0, max(2.0, (x.shape[0] - 1) / 3)),
     ).fit_transform(x)
     xlabel, ylabel, how = "t-SNE 1", "t-SNE 2", "t-SNE"
   else:
     xy, var = _pca_2d(x)
     xlabel, ylabel, how = (
-        f"PC 1 ({100 * var[0]:.1f}% of variance)",
-        f"PC 2 ({100 * var[1]:.1f}% of variance)",
-        "PCA",
+      f"PC 1 ({100 * var[0]:.1f}% of variance)",
+      f"PC 2 ({100 * var[1]:.1f}% of variance)",
+      "PCA",
     )
 
   fig = Figure(figsize=(8, 6.5), layout="constrained")
@@ -109,13 +118,17 @@ def plot_embedding_2d(
   for c in classes:
     sel = y == c
     label = names[c] if c < len(names) else str(c)
-    ax.scatter(xy[sel, 0], xy[sel, 1], s=12, alpha=0.75, color=cmap[c % len(cmap)], label=label, linewidths=0)
+    ax.scatter(
+      xy[sel, 0], xy[sel, 1], s=12, alpha=0.75, color=cmap[c % len(cmap)], label=label, linewidths=0
+    )
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_title(title or f"Embedding ({how}, {x.shape[0]} points, {len(classes)} classes)")
   ax.grid(alpha=0.25)
   if len(classes) <= 20:
-    ax.legend(title="class", loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=1.8)
+    ax.legend(
+      title="class", loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=1.8
+    )
   return _save(fig, path)
 
 
@@ -150,19 +163,19 @@ def _frame(ax, colour, linestyle, width=4.0) -> None:
 
 
 def plot_retrieval_grid(
-    query_images,
-    neighbour_images,
-    query_labels,
-    neighbour_labels,
-    class_names,
-    path: str,
-    *,
-    title: str = "Nearest neighbours of query images",
+  query_images,
+  neighbour_images,
+  query_labels,
+  neighbour_labels,
+  class_names,
+  path: str,
+  *,
+  title: str = "Nearest neighbours of query images",
 ) -> str:
   """One row per query: the query image, then its nearest gallery images in order.
 
-  Correct neighbours (same label as the query) get a solid green frame and a tick mark; wrong ones a dashed red
-  frame and a cross, so the grid reads without colour vision too.
+  Correct neighbours (same label as the query) get a solid green frame and a tick mark; wrong ones a
+  dashed red frame and a cross, so the grid reads without colour vision too.
 
   Args:
     query_images: (q, H, W, C) in [0, 1] (C = 1 or 3; (q, H, W) is grayscale).
@@ -183,8 +196,8 @@ def plot_retrieval_grid(
     nl = nl[:, None]
   if ni.shape[:2] != nl.shape or qi.shape[0] != ql.shape[0] or ql.shape[0] != nl.shape[0]:
     raise ValueError(
-        f"plot_retrieval_grid: shapes disagree: query_images {qi.shape}, neighbour_images {ni.shape}, "
-        f"query_labels {ql.shape}, neighbour_labels {nl.shape}"
+      f"plot_retrieval_grid: shapes disagree: query_images {qi.shape}, neighbour_images {ni.shape}, "
+      f"query_labels {ql.shape}, neighbour_labels {nl.shape}"
     )
   q, k = nl.shape
   names = _names(class_names, int(max(ql.max(), nl.max())) + 1)
@@ -202,12 +215,14 @@ def plot_retrieval_grid(
       ok = nl[r, c] == ql[r]
       style = _CORRECT if ok else _WRONG
       _frame(ax, style["color"], style["linestyle"])
-      ax.set_title(f"{c + 1}. {'✓' if ok else '✗'} {names[nl[r, c]]}", fontsize=9, color=style["color"])
+      ax.set_title(
+        f"{c + 1}. {'✓' if ok else '✗'} {names[nl[r, c]]}", fontsize=9, color=style["color"]
+      )
   precision = float((nl == ql[:, None]).mean())
   fig.suptitle(f"{title} (precision@{k} = {100 * precision:.0f}%)", fontsize=11)
   handles = [
-      Line2D([], [], color=s["color"], linestyle=s["linestyle"], linewidth=3, label=s["label"])
-      for s in (_CORRECT, _WRONG)
+    Line2D([], [], color=s["color"], linestyle=s["linestyle"], linewidth=3, label=s["label"])
+    for s in (_CORRECT, _WRONG)
   ]
   fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
   return _save(fig, path)
@@ -239,7 +254,8 @@ def plot_training_curves(metrics_jsonl_path: str, path: str, *, title: str | Non
   """Loss, accuracy (knn_top1, probe_accuracy) and learning rate against step, one panel each (those present).
 
   Args:
-    metrics_jsonl_path: a workdir's metrics.jsonl (one JSON object per line with 'step' and scalars).
+    metrics_jsonl_path: a workdir's metrics.jsonl (one JSON object per line with 'step' and
+      scalars).
     path: output PNG.
     title: figure title (default: the workdir name).
 
@@ -270,13 +286,13 @@ def plot_training_curves(metrics_jsonl_path: str, path: str, *, title: str | Non
       (line,) = ax.plot(steps, values, marker=marker, markersize=4, linewidth=1.6, label=key)
       if percent:  # the last accuracy is the number people look for
         ax.annotate(
-            f"{values[-1]:.1f}%",
-            (steps[-1], values[-1]),
-            textcoords="offset points",
-            xytext=(-4, 6),
-            ha="right",
-            fontsize=9,
-            color=line.get_color(),
+          f"{values[-1]:.1f}%",
+          (steps[-1], values[-1]),
+          textcoords="offset points",
+          xytext=(-4, 6),
+          ha="right",
+          fontsize=9,
+          color=line.get_color(),
         )
     ax.set_title(name)
     ax.set_xlabel("step")
@@ -289,7 +305,9 @@ def plot_training_curves(metrics_jsonl_path: str, path: str, *, title: str | Non
   return _save(fig, path)
 
 
-def plot_confusion_matrix(y_true, y_pred, class_names, path: str, *, title: str = "Confusion matrix") -> str:
+def plot_confusion_matrix(
+  y_true, y_pred, class_names, path: str, *, title: str = "Confusion matrix"
+) -> str:
   """Confusion matrix normalised per true class (rows sum to 1), with counts written in the cells (<= 20 classes).
 
   Args:
@@ -329,12 +347,12 @@ def plot_confusion_matrix(y_true, y_pred, class_names, path: str, *, title: str 
       for j in range(num):
         if counts[i, j] or i == j:
           ax.text(
-              j,
-              i,
-              f"{counts[i, j]}\n{100 * frac[i, j]:.0f}%",
-              ha="center",
-              va="center",
-              fontsize=8,
-              color="white" if frac[i, j] > 0.55 else "black",
+            j,
+            i,
+            f"{counts[i, j]}\n{100 * frac[i, j]:.0f}%",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if frac[i, j] > 0.55 else "black",
           )
   return _save(fig, path)

@@ -1,18 +1,22 @@
 """Loads the encoder of a pre-training workdir (or a random init of the same architecture) for evaluation.
 
-A pre-training workdir W holds W/config.json (the config it was started with) and W/checkpoints/<step>/ (orbax:
-the whole TrainState). Evaluation needs only `params` and `batch_stats`; they are restored from the newest
-checkpoint that loads (read-only, see below), replicated over the mesh.
+A pre-training workdir W holds W/config.json (the config it was started with) and
+W/checkpoints/<step>/ (orbax: the whole TrainState). Evaluation needs only `params` and
+`batch_stats`; they are restored from the newest checkpoint that loads (read-only, see below),
+replicated over the mesh.
 
-The abstract TrainState is built the way train.create_state builds it (method.init + the pre-training optimiser,
-under eval_shape) so the restore is a plain StandardRestore. If the optimiser state of the checkpoint has another
-structure (e.g. a later optimiser option), the restore falls back to the checkpoint's own tree metadata.
+The abstract TrainState is built the way train.create_state builds it (method.init + the
+pre-training optimiser, under eval_shape) so the restore is a plain StandardRestore. If the
+optimiser state of the checkpoint has another structure (e.g. a later optimiser option), the restore
+falls back to the checkpoint's own tree metadata.
 
-Evaluation never writes to W: the checkpoints are opened with a read-only orbax CheckpointManager (no clean-up of
-temporary directories, no setting aside of unreadable steps, as checkpoint.Checkpointer does for the trainer that
-owns the directory), so evaluating a run while it is still training cannot disturb its saves. A step that does not
-load is skipped, the next older one is tried.
+Evaluation never writes to W: the checkpoints are opened with a read-only orbax CheckpointManager
+(no clean-up of temporary directories, no setting aside of unreadable steps, as
+checkpoint.Checkpointer does for the trainer that owns the directory), so evaluating a run while it
+is still training cannot disturb its saves. A step that does not load is skipped, the next older one
+is tried.
 """
+
 import dataclasses
 import json
 import logging
@@ -35,11 +39,13 @@ class Pretrained:
   Attributes:
     config: the pre-training ConfigDict (from W/config.json).
     method: the Method built from it (embed(state, images) -> features before the projection head).
-    state: a TrainState whose params / batch_stats are the restored (or random) ones; opt_state is empty.
+    state: a TrainState whose params / batch_stats are the restored (or random) ones; opt_state is
+      empty.
     step: the checkpoint step (0 for a random init).
     random_init: True when the weights are a random initialisation.
     workdir: the pre-training workdir.
   """
+
   config: ml_collections.ConfigDict
   method: Any
   state: TrainState
@@ -61,9 +67,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise ValueError(
-        f"{path} does not exist: config.pretrained_workdir={workdir!r} is not a pre-training workdir "
-        f"(it is written at the start of `python -m contrastive_jax.main --config=configs/<method>.py "
-        f"--workdir=W`). Point --config.pretrained_workdir at such a W.")
+      f"{path} does not exist: config.pretrained_workdir={workdir!r} is not a pre-training workdir "
+      f"(it is written at the start of `python -m contrastive_jax.main --config=configs/<method>.py "
+      f"--workdir=W`). Point --config.pretrained_workdir at such a W."
+    )
   with open(path, encoding="utf-8") as f:
     cfg = ml_collections.ConfigDict(json.load(f))
   # JSON turns tuples into lists; the model builders take any sequence.
@@ -74,8 +81,15 @@ def _init_fn(method, tx, image_shape):
   def init_fn(rng):
     init_rng, state_rng = jax.random.split(rng)
     v = method.init(init_rng, jnp.zeros((2, *image_shape), jnp.float32))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
-                      opt_state=tx.init(v["params"]), extras=v["extras"], rng=state_rng)
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=v["params"],
+      batch_stats=v["batch_stats"],
+      opt_state=tx.init(v["params"]),
+      extras=v["extras"],
+      rng=state_rng,
+    )
+
   return init_fn
 
 
@@ -84,10 +98,12 @@ class ReadOnlyCheckpoints:
 
   def __init__(self, directory: str):
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
     self._ocp = ocp
     self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False,
-                                           enable_async_checkpointing=False)
+    options = ocp.CheckpointManagerOptions(
+      read_only=True, create=False, cleanup_tmp_directories=False, enable_async_checkpointing=False
+    )
     self._mgr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
   def all_steps(self) -> list[int]:
@@ -95,30 +111,41 @@ class ReadOnlyCheckpoints:
 
   def restore(self, step: int, abstract_state: Any) -> Any:
     ocp = self._ocp
-    return self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))["state"]
+    return self._mgr.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    )["state"]
 
   def restore_raw(self, step: int, mesh) -> dict:
     """The state tree of `step` as saved (nested dicts), from the checkpoint's own metadata, replicated."""
     meta = self._mgr.item_metadata(step)["state"]
     tree = getattr(meta, "tree", meta)
     rep = sharding.replicated(mesh)
-    abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=rep), tree,
-                            is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))
+    abstract = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=rep),
+      tree,
+      is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"),
+    )
     return self.restore(step, abstract)
 
   def close(self) -> None:
     self._mgr.close()
 
 
-def load(workdir: str, *, mesh=None, num_classes: int | None = None, random_init: bool = False,
-         seed: int = 0) -> Pretrained:
+def load(
+  workdir: str,
+  *,
+  mesh=None,
+  num_classes: int | None = None,
+  random_init: bool = False,
+  seed: int = 0,
+) -> Pretrained:
   """Builds the pre-training method of `workdir` and restores its latest good checkpoint.
 
   Args:
     workdir: pre-training workdir (holds config.json and checkpoints/).
     mesh: device mesh (default sharding.make_mesh()); the weights are replicated over it.
-    num_classes: classes of the online probe the pre-training net was built with (default: from the dataset
-      of the pre-training config; only the parameter tree shape depends on it).
+    num_classes: classes of the online probe the pre-training net was built with (default: from the
+      dataset of the pre-training config; only the parameter tree shape depends on it).
     random_init: skip the checkpoint and initialise the same architecture randomly (baselines).
     seed: PRNG seed of the random init.
 
@@ -129,16 +156,19 @@ def load(workdir: str, *, mesh=None, num_classes: int | None = None, random_init
     ValueError: no config.json, or no checkpoint that loads (and random_init is False).
   """
   from contrastive_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
   workdir = os.path.abspath(workdir)
   cfg = load_config(workdir)
   mesh = mesh or sharding.make_mesh()
   if num_classes is None:
-    num_classes = pipeline.dataset_info(cfg.dataset, pipeline.resolve_data_dir(cfg.get("data_dir")),
-                                        config=cfg)[0]
+    num_classes = pipeline.dataset_info(
+      cfg.dataset, pipeline.resolve_data_dir(cfg.get("data_dir")), config=cfg
+    )[0]
   method = methods.get_method(cfg, num_classes)
   image_shape = (int(cfg.image_size), int(cfg.image_size), 3)
-  tx, _ = optim.create_optimizer(cfg.optim, batch_size=int(cfg.batch_size), total_steps=1000,
-                                 steps_per_epoch=10)
+  tx, _ = optim.create_optimizer(
+    cfg.optim, batch_size=int(cfg.batch_size), total_steps=1000, steps_per_epoch=10
+  )
   init_fn = _init_fn(method, tx, image_shape)
   rng = jax.random.PRNGKey(seed)
   abstract = jax.eval_shape(init_fn, rng)
@@ -152,8 +182,10 @@ def load(workdir: str, *, mesh=None, num_classes: int | None = None, random_init
 
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir):
-    raise ValueError(f"No checkpoints in {ckpt_dir}: the pre-training run has not saved yet. Set "
-                     f"--config.random_init=True for a random-init baseline.")
+    raise ValueError(
+      f"No checkpoints in {ckpt_dir}: the pre-training run has not saved yet. Set "
+      f"--config.random_init=True for a random-init baseline."
+    )
   ckpt = ReadOnlyCheckpoints(ckpt_dir)
   try:
     step, state = _restore_newest(ckpt, mesh, abstract)
@@ -163,14 +195,18 @@ def load(workdir: str, *, mesh=None, num_classes: int | None = None, random_init
   return Pretrained(cfg, method, _frozen(state), int(step), False, workdir)
 
 
-def _restore_newest(ckpt: ReadOnlyCheckpoints, mesh, abstract: TrainState) -> tuple[int, TrainState]:
+def _restore_newest(
+  ckpt: ReadOnlyCheckpoints, mesh, abstract: TrainState
+) -> tuple[int, TrainState]:
   """(step, state) of the newest checkpoint that loads: first as the abstract TrainState, else (an optimiser
   state of another structure) params/batch_stats through the checkpoint's own metadata."""
   errors = []
   steps = ckpt.all_steps()
   if not steps:
-    raise ValueError(f"No complete checkpoint in {ckpt.directory} yet. Set --config.random_init=True for a "
-                     f"random-init baseline.")
+    raise ValueError(
+      f"No complete checkpoint in {ckpt.directory} yet. Set --config.random_init=True for a "
+      f"random-init baseline."
+    )
   for step in reversed(steps):
     try:
       return step, ckpt.restore(step, abstract)
@@ -182,25 +218,45 @@ def _restore_newest(ckpt: ReadOnlyCheckpoints, mesh, abstract: TrainState) -> tu
       want = (jax.tree.structure(abstract.params), jax.tree.structure(abstract.batch_stats))
       if (jax.tree.structure(params), jax.tree.structure(stats)) != want:
         raise ValueError("params/batch_stats tree differs from the model built from config.json")
-      logging.info("Restored step %d through its metadata (the optimiser state differs: %s).", step, first)
-      return step, TrainState(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=stats,
-                              opt_state={}, extras={}, rng=jnp.zeros((2,), jnp.uint32))
+      logging.info(
+        "Restored step %d through its metadata (the optimiser state differs: %s).", step, first
+      )
+      return step, TrainState(
+        step=jnp.asarray(step, jnp.int32),
+        params=params,
+        batch_stats=stats,
+        opt_state={},
+        extras={},
+        rng=jnp.zeros((2,), jnp.uint32),
+      )
     except Exception as e:  # pylint: disable=broad-except
       errors.append(f"step {step}: {first}; from metadata: {type(e).__name__}: {str(e)[:200]}")
-      logging.warning("Checkpoint step %d of %s did not load; trying an older one.", step, ckpt.directory)
-  raise ValueError(f"No checkpoint in {ckpt.directory} could be restored:\n  " + "\n  ".join(errors)
-                   + "\nSet --config.random_init=True for a random-init baseline.")
+      logging.warning(
+        "Checkpoint step %d of %s did not load; trying an older one.", step, ckpt.directory
+      )
+  raise ValueError(
+    f"No checkpoint in {ckpt.directory} could be restored:\n  "
+    + "\n  ".join(errors)
+    + "\nSet --config.random_init=True for a random-init baseline."
+  )
 
 
 def _frozen(state: TrainState) -> TrainState:
   """The state evaluation uses: no optimiser state, no method extras."""
   rng = state.rng if isinstance(state.rng, jax.Array) else jnp.zeros((2,), jnp.uint32)
-  return TrainState(step=state.step, params=state.params, batch_stats=state.batch_stats, opt_state={},
-                    extras={}, rng=rng)
+  return TrainState(
+    step=state.step,
+    params=state.params,
+    batch_stats=state.batch_stats,
+    opt_state={},
+    extras={},
+    rng=rng,
+  )
 
 
 def encoder_fingerprint(state: TrainState, encoder_key: str = "encoder") -> np.ndarray:
   """Host copies of every encoder parameter and BN statistic, concatenated (to check it stayed frozen)."""
-  leaves = jax.tree.leaves((state.params.get(encoder_key, {}),
-                            (state.batch_stats or {}).get(encoder_key, {})))
+  leaves = jax.tree.leaves(
+    (state.params.get(encoder_key, {}), (state.batch_stats or {}).get(encoder_key, {}))
+  )
   return np.concatenate([np.asarray(sharding.to_host(x), np.float64).ravel() for x in leaves])

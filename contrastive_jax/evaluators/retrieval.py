@@ -1,25 +1,27 @@
 """Image retrieval metrics on frozen features: Recall@K and mAP@R with cosine similarity.
 
-Recall@K (the metric-learning usage, e.g. Song et al. 2016): the fraction of queries with at least one gallery
-item of the query's label among their K most similar gallery items.
+Recall@K (the metric-learning usage, e.g. Song et al. 2016): the fraction of queries with at least
+one gallery item of the query's label among their K most similar gallery items.
 
-mAP@R (Musgrave et al. 2020, "A Metric Learning Reality Check"): for a query with R gallery items of its label,
-  AP@R = (1 / R) * sum_{i=1..R} P(i) * rel(i),
-where rel(i) is 1 if the i-th most similar gallery item has the query's label and P(i) is the precision of the
-top i. mAP@R is the mean over queries.
+mAP@R (Musgrave et al. 2020, "A Metric Learning Reality Check"): for a query with R gallery items of
+  its label, AP@R = (1 / R) * sum_{i=1..R} P(i) * rel(i), where rel(i) is 1 if the i-th most similar
+  gallery item has the query's label and P(i) is the precision of the top i. mAP@R is the mean over
+  queries.
 
-Queries with no gallery item of their label (R = 0) cannot be retrieved for and are left out of every metric
-(their count is reported as 'retrieval_num_queries_skipped'). With exclude_self=True the query set IS the gallery
-(query i is gallery item i) and each query's own item is removed from its ranking and from its R.
+Queries with no gallery item of their label (R = 0) cannot be retrieved for and are left out of
+every metric (their count is reported as 'retrieval_num_queries_skipped'). With exclude_self=True
+the query set IS the gallery (query i is gallery item i) and each query's own item is removed from
+its ranking and from its R.
 
-Cost: mAP@R ranks the top max(R) gallery items of every query (lax.top_k). That is fast on an accelerator; on
-2 CPU cores, 10k queries against a 50k gallery of 10 classes (R = 5000) take about a minute.
+Cost: mAP@R ranks the top max(R) gallery items of every query (lax.top_k). That is fast on an
+accelerator; on 2 CPU cores, 10k queries against a 50k gallery of 10 classes (R = 5000) take about a
+minute.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,14 +74,14 @@ def nearest_neighbours(query_features, gallery_features, k: int, *, batch_size: 
 
 
 def retrieval_metrics(
-    query_features,
-    query_labels,
-    gallery_features,
-    gallery_labels,
-    ks: Sequence[int] = (1, 5, 10),
-    exclude_self: bool = False,
-    *,
-    batch_size: int = 256,
+  query_features,
+  query_labels,
+  gallery_features,
+  gallery_labels,
+  ks: Sequence[int] = (1, 5, 10),
+  exclude_self: bool = False,
+  *,
+  batch_size: int = 256,
 ) -> dict[str, float]:
   """Recall@K and mAP@R of cosine-similarity retrieval.
 
@@ -102,18 +104,23 @@ def retrieval_metrics(
   if q.shape[1] != g.shape[1]:
     raise ValueError(f"retrieval_metrics: query dim {q.shape[1]} != gallery dim {g.shape[1]}")
   if exclude_self and q.shape[0] != g.shape[0]:
-    raise ValueError("retrieval_metrics: exclude_self=True needs the query set to be the gallery (n == m)")
+    raise ValueError(
+      "retrieval_metrics: exclude_self=True needs the query set to be the gallery (n == m)"
+    )
   ks = tuple(int(k) for k in ks)
   if not ks or min(ks) < 1:
     raise ValueError(f"retrieval ks must be positive integers, got {ks}")
 
-  # R per query: gallery items with the query's label (minus the query itself when it is in the gallery).
+  # R per query: gallery items with the query's label (minus the query itself when it is in the
+  # gallery).
   classes, counts = np.unique(gl, return_counts=True)
   pos = np.searchsorted(classes, ql)
   found = (pos < classes.size) & (classes[np.minimum(pos, classes.size - 1)] == ql)
   r = np.where(found, counts[np.minimum(pos, classes.size - 1)], 0) - int(exclude_self)
   valid = r > 0
-  usable = g.shape[0] - int(exclude_self)  # the own item sorts last at -inf and is never in the top k
+  usable = g.shape[0] - int(
+    exclude_self
+  )  # the own item sorts last at -inf and is never in the top k
   depth = min(max(max(ks), int(r.max(initial=0))), usable)
   if depth < 1:
     raise ValueError("retrieval_metrics: the gallery has no item to retrieve")

@@ -1,12 +1,13 @@
 """Class-balanced labelled subsets for semi-supervised evaluation (e.g. a 1 % / 10 % label fine-tune or probe).
 
 `balanced_subset` draws the same number of examples from every class, reproducibly for a seed, and
-`write_subset` / `read_subset` keep the choice as a plain text list of indices (one per line, with a '#' header
-naming how it was drawn) so that a run can be repeated and compared with others.
+`write_subset` / `read_subset` keep the choice as a plain text list of indices (one per line, with a
+'#' header naming how it was drawn) so that a run can be repeated and compared with others.
 
-ImageNet: do not draw a subset here. The SimCLR 1 % and 10 % label splits are TFDS's canonical configs
-'imagenet2012_subset/1pct' and 'imagenet2012_subset/10pct' (train split); load those so that numbers are
-comparable with the literature. These splits are NOT class-balanced in the sense of this module.
+ImageNet: do not draw a subset here. The SimCLR 1 % and 10 % label splits are TFDS's canonical
+configs 'imagenet2012_subset/1pct' and 'imagenet2012_subset/10pct' (train split); load those so that
+numbers are comparable with the literature. These splits are NOT class-balanced in the sense of this
+module.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ def balanced_subset(labels, fraction: float, seed: int = 0) -> np.ndarray:
   short = classes[counts < per_class]
   if short.size:
     raise ValueError(
-        f"balanced_subset: {per_class} examples per class requested but classes {short[:10].tolist()} have "
-        f"fewer (smallest has {counts.min()}); lower the fraction"
+      f"balanced_subset: {per_class} examples per class requested but classes {short[:10].tolist()} have "
+      f"fewer (smallest has {counts.min()}); lower the fraction"
     )
   rng = np.random.default_rng(seed)
   chosen = [rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes]
@@ -49,7 +50,7 @@ def balanced_subset(labels, fraction: float, seed: int = 0) -> np.ndarray:
 
 
 def write_subset(
-    path: str, indices, *, fraction: float | None = None, seed: int | None = None, note: str = ""
+  path: str, indices, *, fraction: float | None = None, seed: int | None = None, note: str = ""
 ) -> str:
   """Writes indices as text, one per line, after a '#' header; atomically (temp file, then rename).
 

@@ -2,6 +2,7 @@
 
 Every module exports `create(config, num_classes) -> base.Method`; see base.py for the API.
 """
+
 import importlib
 import inspect
 import pkgutil
@@ -19,8 +20,10 @@ def get_method(config, num_classes: int, total_steps: int | None = None):
   """
   name = config.method
   if name not in available():
-    raise ValueError(f"config.method={name!r} is not a method here; choose one of {available()} "
-                     f"(one module each in contrastive_jax/methods/).")
+    raise ValueError(
+      f"config.method={name!r} is not a method here; choose one of {available()} "
+      f"(one module each in contrastive_jax/methods/)."
+    )
   module = importlib.import_module(f"{__name__}.{name}")
   if "total_steps" in inspect.signature(module.create).parameters:
     return module.create(config, num_classes, total_steps=total_steps)

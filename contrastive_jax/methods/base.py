@@ -1,9 +1,9 @@
 """The method plug-in API and the pieces most methods share.
 
 A method is a module in this package with `create(config, num_classes) -> Method`; a method whose
-schedule needs the run length (EMA momentum annealed to 1) also takes `total_steps=None` (the trainer
-passes the resolved step count; None when only embedding, e.g. from an evaluator). The trainer
-knows nothing else about it:
+schedule needs the run length (EMA momentum annealed to 1) also takes `total_steps=None` (the
+trainer passes the resolved step count; None when only embedding, e.g. from an evaluator). The
+trainer knows nothing else about it:
 
   init(rng, images) -> {'params', 'batch_stats', 'extras'}
   loss_fn(params, state, batch, rng, step) -> (loss, aux)
@@ -15,8 +15,10 @@ knows nothing else about it:
   post_update(extras, new_params, extras_update, step) -> new extras   (EMA targets, queues)
   embed(state_like, images) -> features before the projection head (eval mode, no collectives).
 """
+
 import dataclasses
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -39,53 +41,80 @@ class Method:
   # The encoder parameters live under params[encoder_key] (used by evaluation and fine-tuning).
   encoder_path: tuple[str, ...] = ("encoder",)
   # Optional split of loss_fn for the gradient-cache step (contrastive_jax/grad_cache.py, used when
-  # config.grad_cache_chunk > 0); both None = the method does not support it.
-  #   embed_for_loss(params, state, batch, rng) -> (embeddings, new_batch_stats)
-  #       Train-mode forward of a CHUNK of this device's rows (same dict keys as the batch); every
-  #       leaf of `embeddings` has the chunk's rows as its leading axis (row order kept), so that
-  #       concatenating the chunks gives the embeddings of the whole shard. No collectives other than
-  #       synchronised BatchNorm.
-  #   loss_from_embeddings(embeddings, batch, state, rng, step) -> (loss, aux)
-  #       The GLOBAL loss from the shard's embeddings (collectives allowed); aux as in loss_fn without
-  #       'batch_stats'. loss_fn(...) must equal loss_from_embeddings(embed_for_loss(...)).
+  # config.grad_cache_chunk > 0); both None = the method does not support it. embed_for_loss(params,
+  # state, batch, rng) -> (embeddings, new_batch_stats) Train-mode forward of a CHUNK of this
+  # device's rows (same dict keys as the batch); every leaf of `embeddings` has the chunk's rows as
+  # its leading axis (row order kept), so that concatenating the chunks gives the embeddings of the
+  # whole shard. No collectives other than synchronised BatchNorm. loss_from_embeddings(embeddings,
+  # batch, state, rng, step) -> (loss, aux) The GLOBAL loss from the shard's embeddings (collectives
+  # allowed); aux as in loss_fn without 'batch_stats'. loss_fn(...) must equal
+  # loss_from_embeddings(embed_for_loss(...)).
   embed_for_loss: Callable[..., Any] | None = None
   loss_from_embeddings: Callable[..., Any] | None = None
 
 
 def build_encoder(config, *, axis_name: str | None = AXIS) -> nn.Module:
   m = config.model
-  return resnet.get_encoder(m.name, width=m.get("width", 1.0), stem=m.get("stem", "cifar"),
-                            norm=m.get("norm", "batch"), bn_axis_name=axis_name,
-                            dtype=jnp.bfloat16 if m.get("dtype", "float32") == "bfloat16" else jnp.float32)
+  return resnet.get_encoder(
+    m.name,
+    width=m.get("width", 1.0),
+    stem=m.get("stem", "cifar"),
+    norm=m.get("norm", "batch"),
+    bn_axis_name=axis_name,
+    dtype=jnp.bfloat16 if m.get("dtype", "float32") == "bfloat16" else jnp.float32,
+  )
 
 
-def build_mlp(hidden_dims, out_dim, *, last_bn=True, use_bn=True,
-              axis_name: str | None = AXIS) -> nn.Module:
-  return heads.MLP(hidden_dims=tuple(hidden_dims), out_dim=out_dim, use_bn=use_bn, last_bn=last_bn,
-                   bn_axis_name=axis_name)
+def build_mlp(
+  hidden_dims, out_dim, *, last_bn=True, use_bn=True, axis_name: str | None = AXIS
+) -> nn.Module:
+  return heads.MLP(
+    hidden_dims=tuple(hidden_dims),
+    out_dim=out_dim,
+    use_bn=use_bn,
+    last_bn=last_bn,
+    bn_axis_name=axis_name,
+  )
 
 
-def build_net(config, num_classes: int, *, predictor: bool = False,
-              axis_name: str | None = AXIS) -> nn.Module:
+def build_net(
+  config, num_classes: int, *, predictor: bool = False, axis_name: str | None = AXIS
+) -> nn.Module:
   """Encoder -> projector (config.head) [-> predictor (config.predictor)] + online probe."""
   h = config.head
-  projector = build_mlp(h.hidden_dims, h.out_dim, last_bn=h.get("last_bn", True),
-                        use_bn=h.get("use_bn", True), axis_name=axis_name)
+  projector = build_mlp(
+    h.hidden_dims,
+    h.out_dim,
+    last_bn=h.get("last_bn", True),
+    use_bn=h.get("use_bn", True),
+    axis_name=axis_name,
+  )
   pred = None
   if predictor:
     p = config.predictor
-    pred = build_mlp(p.hidden_dims, p.out_dim, last_bn=p.get("last_bn", False),
-                     use_bn=p.get("use_bn", True), axis_name=axis_name)
-  return networks.ContrastiveNet(encoder=build_encoder(config, axis_name=axis_name),
-                                 projector=projector, predictor=pred, num_classes=num_classes)
+    pred = build_mlp(
+      p.hidden_dims,
+      p.out_dim,
+      last_bn=p.get("last_bn", False),
+      use_bn=p.get("use_bn", True),
+      axis_name=axis_name,
+    )
+  return networks.ContrastiveNet(
+    encoder=build_encoder(config, axis_name=axis_name),
+    projector=projector,
+    predictor=pred,
+    num_classes=num_classes,
+  )
 
 
 def check_predictor_dims(config) -> None:
   """Methods that compare a predictor's output with a projection need equal widths."""
   if int(config.predictor.out_dim) != int(config.head.out_dim):
-    raise ValueError(f"config.predictor.out_dim={config.predictor.out_dim} must equal "
-                     f"config.head.out_dim={config.head.out_dim}: the predictor's output is compared "
-                     f"with the (target) projection.")
+    raise ValueError(
+      f"config.predictor.out_dim={config.predictor.out_dim} must equal "
+      f"config.head.out_dim={config.head.out_dim}: the predictor's output is compared "
+      f"with the (target) projection."
+    )
 
 
 def init_net(net: nn.Module, rng: jax.Array, images: jax.Array) -> dict:
@@ -96,8 +125,9 @@ def init_net(net: nn.Module, rng: jax.Array, images: jax.Array) -> dict:
 def apply_train(net: nn.Module, params, batch_stats, images) -> tuple[dict, Any]:
   """Forward in training mode; returns (outputs, new batch_stats)."""
   if batch_stats:
-    out, updates = net.apply({"params": params, "batch_stats": batch_stats}, images, train=True,
-                             mutable=["batch_stats"])
+    out, updates = net.apply(
+      {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
+    )
     return out, updates["batch_stats"]
   return net.apply({"params": params}, images, train=True), batch_stats
 
@@ -131,7 +161,9 @@ def collapse_std(z: jax.Array, axis_name: str | None = AXIS) -> jax.Array:
   zn = zn / (jnp.linalg.norm(zn, axis=-1, keepdims=True) + 1e-12)
   if axis_name is not None:
     zn = jax.lax.all_gather(zn, axis_name, tiled=True)
-  return jax.lax.pmean(losses.embedding_std(zn), axis_name) if axis_name else losses.embedding_std(zn)
+  return (
+    jax.lax.pmean(losses.embedding_std(zn), axis_name) if axis_name else losses.embedding_std(zn)
+  )
 
 
 def two_views(batch) -> tuple[jax.Array, int]:
@@ -151,8 +183,8 @@ def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
 def cosine_momentum(base_momentum: float, step, total_steps: int | None, final: float = 1.0):
   """EMA momentum annealed from base to `final` on a half cosine over the run (BYOL eq. in Sec. 3.2).
 
-  m(k) = final - (final - base) * (cos(pi k / K) + 1) / 2; constant `base_momentum` when the run length
-  is unknown (total_steps None or <= 0) or when final == base.
+  m(k) = final - (final - base) * (cos(pi k / K) + 1) / 2; constant `base_momentum` when the run
+  length is unknown (total_steps None or <= 0) or when final == base.
   """
   if not total_steps or total_steps <= 0 or final == base_momentum:
     return jnp.asarray(base_momentum, jnp.float32)
@@ -188,8 +220,10 @@ def build_target_net(config, *, axis_name: str | None = AXIS) -> nn.Module:
 
 def init_target(variables: dict) -> dict:
   """The target starts as a copy of the online encoder and projector (and their BN statistics)."""
-  return {"params": subtree(variables["params"], TARGET_KEYS),
-          "batch_stats": subtree(variables["batch_stats"], TARGET_KEYS)}
+  return {
+    "params": subtree(variables["params"], TARGET_KEYS),
+    "batch_stats": subtree(variables["batch_stats"], TARGET_KEYS),
+  }
 
 
 def apply_target(target_net: nn.Module, target: dict, images: jax.Array) -> tuple[dict, Any]:
@@ -199,5 +233,7 @@ def apply_target(target_net: nn.Module, target: dict, images: jax.Array) -> tupl
 
 
 def update_target(target: dict, online_params, new_batch_stats, momentum) -> dict:
-  return {"params": ema(target["params"], subtree(online_params, TARGET_KEYS), momentum),
-          "batch_stats": new_batch_stats}
+  return {
+    "params": ema(target["params"], subtree(online_params, TARGET_KEYS), momentum),
+    "batch_stats": new_batch_stats,
+  }

@@ -1,9 +1,11 @@
 """BYOL (Grill et al. 2020, "Bootstrap your own latent").
 
-Online network: encoder -> projector -> predictor; target network: encoder -> projector, an EMA of the
-online ones (extras['target']) with tau annealed from `momentum` (0.996) to 1 on a half cosine over the
-run: tau_k = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 (Sec. 3.2). Both networks run in train mode with
-BN synchronised over the mesh; the target's outputs are stop-gradient. Symmetric normalised regression:
+Online network: encoder -> projector -> predictor; target network: encoder -> projector, an EMA of
+the online ones (extras['target']) with tau annealed from `momentum` (0.996) to 1 on a half cosine
+over the
+run: tau_k = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2 (Sec. 3.2). Both networks run in train mode
+with BN synchronised over the mesh; the target's outputs are stop-gradient. Symmetric normalised
+regression:
 
     L = ||p1/|p1| - t2/|t2|||^2 + ||p2/|p2| - t1/|t1|||^2 = (2 - 2 cos(p1, t2)) + (2 - 2 cos(p2, t1)),
 
@@ -11,6 +13,7 @@ averaged over the global batch.
 
 Config (method_args): momentum (tau_base, 0.996 ImageNet / 0.99 CIFAR), momentum_final (1.0).
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -51,17 +54,22 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
     labels = jnp.concatenate([batch["label"], batch["label"]])
     p_loss, p_acc = base.probe_loss(out["probe_logits"], labels)
     metrics = {
-        "loss": loss,
-        "probe_loss": p_loss, "probe_accuracy": p_acc,
-        "embedding_std": base.collapse_std(jax.lax.stop_gradient(out["proj"][:n])),
+      "loss": loss,
+      "probe_loss": p_loss,
+      "probe_accuracy": p_acc,
+      "embedding_std": base.collapse_std(jax.lax.stop_gradient(out["proj"][:n])),
     }
-    return loss + p_loss, {"batch_stats": new_stats, "metrics": metrics,
-                           "extras_update": {"target_batch_stats": t_stats}}
+    return loss + p_loss, {
+      "batch_stats": new_stats,
+      "metrics": metrics,
+      "extras_update": {"target_batch_stats": t_stats},
+    }
 
   def post_update(extras, new_params, update, step):
     tau = base.cosine_momentum(base_m, step, total, final_m)
-    return {"target": base.update_target(extras["target"], new_params,
-                                         update["target_batch_stats"], tau)}
+    return {
+      "target": base.update_target(extras["target"], new_params, update["target_batch_stats"], tau)
+    }
 
   def embed(state, images):
     return base.apply_eval(eval_net, state.params, state.batch_stats, images)["features"]

@@ -1,19 +1,21 @@
 """MoCo v2 (He et al. 2020; Chen et al. 2020, "Improved baselines with momentum contrastive learning").
 
-The query encoder (encoder + MLP projector) sees view1; the momentum key encoder (an EMA of the query
-encoder and projector, in extras['target']) sees view2 in train mode. InfoNCE contrasts each query
-with its own key against a queue of K negative keys (extras['queue'], L2-normalised, (K, d)). After
-every step the keys of the WHOLE global batch, gathered in device order, replace the oldest B entries
-of the queue (a ring buffer with pointer extras['queue_ptr']), so the queue always holds the keys of
-the last K / B steps.
+The query encoder (encoder + MLP projector) sees view1; the momentum key encoder (an EMA of the
+query encoder and projector, in extras['target']) sees view2 in train mode. InfoNCE contrasts each
+query with its own key against a queue of K negative keys (extras['queue'], L2-normalised, (K, d)).
+After every step the keys of the WHOLE global batch, gathered in device order, replace the oldest B
+entries of the queue (a ring buffer with pointer extras['queue_ptr']), so the queue always holds the
+keys of the last K / B steps.
 
 MoCo shuffles BN across GPUs so that a query and its key never share per-GPU batch statistics; here
 BatchNorm is synchronised over the whole mesh in both encoders, which removes that leak the same way
 (the statistics are the global batch's, as in SimCLR and MoCo v3).
 
 Config (method_args): temperature (0.2), queue_size (K; multiple of batch_size), momentum (0.99
-CIFAR, 0.999 ImageNet), momentum_cosine (False: constant; True: cosine from momentum to 1 over the run).
+CIFAR, 0.999 ImageNet), momentum_cosine (False: constant; True: cosine from momentum to 1 over the
+run).
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -25,13 +27,17 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
   args = config.method_args
   temperature = float(args.temperature)
   if temperature <= 0:
-    raise ValueError(f"config.method_args.temperature={temperature} must be > 0 (MoCo v2 uses 0.2).")
+    raise ValueError(
+      f"config.method_args.temperature={temperature} must be > 0 (MoCo v2 uses 0.2)."
+    )
   queue_size = int(args.get("queue_size", 4096))
   batch = int(config.batch_size)
   if queue_size <= 0 or queue_size % batch:
-    raise ValueError(f"config.method_args.queue_size={queue_size} must be a positive multiple of "
-                     f"config.batch_size={batch} (whole batches are enqueued); e.g. "
-                     f"{max(1, queue_size // batch) * batch}.")
+    raise ValueError(
+      f"config.method_args.queue_size={queue_size} must be a positive multiple of "
+      f"config.batch_size={batch} (whole batches are enqueued); e.g. "
+      f"{max(1, queue_size // batch) * batch}."
+    )
   base_m = float(args.get("momentum", 0.99))
   final_m = 1.0 if args.get("momentum_cosine", False) else base_m
   total = base.resolve_total_steps(config, total_steps)
@@ -45,8 +51,7 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
     net_rng, queue_rng = jax.random.split(rng)
     v = base.init_net(eval_net, net_rng, images)
     queue = base.l2_normalize(jax.random.normal(queue_rng, (queue_size, out_dim), jnp.float32))
-    extras = {"target": base.init_target(v), "queue": queue,
-              "queue_ptr": jnp.zeros((), jnp.int32)}
+    extras = {"target": base.init_target(v), "queue": queue, "queue_ptr": jnp.zeros((), jnp.int32)}
     return {**v, "extras": extras}
 
   def loss_fn(params, state, batch, rng, step):
@@ -62,15 +67,20 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
     pos = jnp.sum(qs * k, -1)
     hit = (pos > jnp.max(qs @ queue.T, -1)).astype(jnp.float32)
     metrics = {
-        "loss": loss,
-        "contrastive_accuracy": base.global_mean(jnp.mean(hit)),
-        "probe_loss": p_loss, "probe_accuracy": p_acc,
-        "embedding_std": base.collapse_std(qs),
+      "loss": loss,
+      "contrastive_accuracy": base.global_mean(jnp.mean(hit)),
+      "probe_loss": p_loss,
+      "probe_accuracy": p_acc,
+      "embedding_std": base.collapse_std(qs),
     }
-    # The keys of every device, in device order, device-invariant (they go into the replicated queue).
+    # The keys of every device, in device order, device-invariant (they go into the replicated
+    # queue).
     keys = jax.lax.all_gather(k, base.AXIS, tiled=True, to="invarying")
-    return loss + p_loss, {"batch_stats": new_stats, "metrics": metrics,
-                           "extras_update": {"keys": keys, "target_batch_stats": t_stats}}
+    return loss + p_loss, {
+      "batch_stats": new_stats,
+      "metrics": metrics,
+      "extras_update": {"keys": keys, "target_batch_stats": t_stats},
+    }
 
   def post_update(extras, new_params, update, step):
     m = base.cosine_momentum(base_m, step, total, final_m)
@@ -83,5 +93,6 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
   def embed(state, images):
     return base.apply_eval(eval_net, state.params, state.batch_stats, images)["features"]
 
-  return base.Method(name="moco_v2", init=init, loss_fn=loss_fn, embed=embed,
-                     post_update=post_update)
+  return base.Method(
+    name="moco_v2", init=init, loss_fn=loss_fn, embed=embed, post_update=post_update
+  )

@@ -1,17 +1,18 @@
 """MoCo v3 (Chen, Xie & He 2021, "An empirical study of training self-supervised vision transformers").
 
-Online: encoder -> projector -> predictor; momentum target: EMA of encoder + projector (extras['target']),
-train-mode forward with BN synchronised over the mesh. No queue: the keys of the whole global batch are
-the candidates (in-batch negatives across all devices). Symmetric loss
+Online: encoder -> projector -> predictor; momentum target: EMA of encoder + projector
+(extras['target']), train-mode forward with BN synchronised over the mesh. No queue: the keys of the
+whole global batch are the candidates (in-batch negatives across all devices). Symmetric loss
 
     L = 2 tau * (ctr(q1, k2) + ctr(q2, k1)),   ctr = InfoNCE over the global batch,
 
-with the 2 tau factor of the official implementation (it keeps the gradient scale independent of tau).
-The momentum follows a half cosine from `momentum` (0.99) to 1 over the run.
+with the 2 tau factor of the official implementation (it keeps the gradient scale independent of
+tau). The momentum follows a half cosine from `momentum` (0.99) to 1 over the run.
 
 Config (method_args): temperature (0.2 CIFAR / ViT; 1.0 for ResNet-50 on ImageNet in the official
 recipe), momentum (0.99), momentum_final (1.0), loss_tile_size (None: dense; int: tiled InfoNCE).
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -23,8 +24,10 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
   args = config.method_args
   temperature = float(args.temperature)
   if temperature <= 0:
-    raise ValueError(f"config.method_args.temperature={temperature} must be > 0 "
-                     f"(MoCo v3 uses 0.2 on CIFAR/ViT, 1.0 for ResNet-50).")
+    raise ValueError(
+      f"config.method_args.temperature={temperature} must be > 0 "
+      f"(MoCo v3 uses 0.2 on CIFAR/ViT, 1.0 for ResNet-50)."
+    )
   base_m = float(args.get("momentum", 0.99))
   final_m = float(args.get("momentum_final", 1.0))
   tile = args.get("loss_tile_size", None)
@@ -53,21 +56,27 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
     p_loss, p_acc = base.probe_loss(out["probe_logits"], labels)
     q1s = jax.lax.stop_gradient(q1)
     metrics = {
-        "loss": loss,
-        "contrastive_accuracy": losses.contrastive_accuracy(q1s, k2, axis_name=base.AXIS),
-        "probe_loss": p_loss, "probe_accuracy": p_acc,
-        "embedding_std": base.collapse_std(jax.lax.stop_gradient(out["proj"][:n])),
+      "loss": loss,
+      "contrastive_accuracy": losses.contrastive_accuracy(q1s, k2, axis_name=base.AXIS),
+      "probe_loss": p_loss,
+      "probe_accuracy": p_acc,
+      "embedding_std": base.collapse_std(jax.lax.stop_gradient(out["proj"][:n])),
     }
-    return loss + p_loss, {"batch_stats": new_stats, "metrics": metrics,
-                           "extras_update": {"target_batch_stats": t_stats}}
+    return loss + p_loss, {
+      "batch_stats": new_stats,
+      "metrics": metrics,
+      "extras_update": {"target_batch_stats": t_stats},
+    }
 
   def post_update(extras, new_params, update, step):
     m = base.cosine_momentum(base_m, step, total, final_m)
-    return {"target": base.update_target(extras["target"], new_params,
-                                         update["target_batch_stats"], m)}
+    return {
+      "target": base.update_target(extras["target"], new_params, update["target_batch_stats"], m)
+    }
 
   def embed(state, images):
     return base.apply_eval(eval_net, state.params, state.batch_stats, images)["features"]
 
-  return base.Method(name="moco_v3", init=init, loss_fn=loss_fn, embed=embed,
-                     post_update=post_update)
+  return base.Method(
+    name="moco_v3", init=init, loss_fn=loss_fn, embed=embed, post_update=post_update
+  )

@@ -7,6 +7,7 @@ The loss is split into `embed_for_loss` (forward of some rows -> projections and
 `loss_from_embeddings` (global NT-Xent + probe loss), so the gradient-cache step
 (contrastive_jax/grad_cache.py, config.grad_cache_chunk > 0) can embed a large batch in chunks.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -18,8 +19,10 @@ def create(config, num_classes: int) -> base.Method:
   args = config.method_args
   temperature = float(args.temperature)
   if temperature <= 0:
-    raise ValueError(f"config.method_args.temperature={temperature} must be > 0 "
-                     f"(SimCLR uses 0.1 on ImageNet, 0.2-0.5 on CIFAR).")
+    raise ValueError(
+      f"config.method_args.temperature={temperature} must be > 0 "
+      f"(SimCLR uses 0.1 on ImageNet, 0.2-0.5 on CIFAR)."
+    )
   tile = args.get("loss_tile_size", None)
   net = base.build_net(config, num_classes)
   eval_net = base.build_net(config, num_classes, axis_name=None)
@@ -43,10 +46,11 @@ def create(config, num_classes: int) -> base.Method:
     z1, z2 = emb["z1"], emb["z2"]
     loss = losses.nt_xent(z1, z2, temperature, axis_name=base.AXIS, tile_size=tile)
     metrics = {
-        "loss": loss,
-        "contrastive_accuracy": losses.contrastive_accuracy(
-            jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2), axis_name=base.AXIS),
-        "embedding_std": base.collapse_std(jax.lax.stop_gradient(z1)),
+      "loss": loss,
+      "contrastive_accuracy": losses.contrastive_accuracy(
+        jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2), axis_name=base.AXIS
+      ),
+      "embedding_std": base.collapse_std(jax.lax.stop_gradient(z1)),
     }
     total = loss
     if "logits1" in emb:
@@ -64,5 +68,11 @@ def create(config, num_classes: int) -> base.Method:
   def embed(state, images):
     return base.apply_eval(eval_net, state.params, state.batch_stats, images)["features"]
 
-  return base.Method(name="simclr", init=init, loss_fn=loss_fn, embed=embed,
-                     embed_for_loss=embed_for_loss, loss_from_embeddings=loss_from_embeddings)
+  return base.Method(
+    name="simclr",
+    init=init,
+    loss_fn=loss_fn,
+    embed=embed,
+    embed_for_loss=embed_for_loss,
+    loss_from_embeddings=loss_from_embeddings,
+  )

@@ -4,12 +4,13 @@ One network: encoder -> projector (BN on every layer, output included) -> bottle
 
     L = D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2,   D = negative cosine,
 
-averaged over the global batch. The stop-gradient sg on the projector branch is what prevents collapse
-(the paper's Fig. 2); `method_args.stop_gradient=False` reproduces that ablation (embedding_std then
-falls towards 0). No EMA, no negatives.
+averaged over the global batch. The stop-gradient sg on the projector branch is what prevents
+collapse (the paper's Fig. 2); `method_args.stop_gradient=False` reproduces that ablation
+(embedding_std then falls towards 0). No EMA, no negatives.
 
 Config (method_args): stop_gradient (True).
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -32,15 +33,17 @@ def create(config, num_classes: int) -> base.Method:
     x, n = base.two_views(batch)
     out, new_stats = base.apply_train(net, params, state.batch_stats, x)
     p, z = out["pred"], out["proj"]
-    local = 0.5 * (losses.negative_cosine(p[:n], sg(z[n:]))
-                   + losses.negative_cosine(p[n:], sg(z[:n])))
+    local = 0.5 * (
+      losses.negative_cosine(p[:n], sg(z[n:])) + losses.negative_cosine(p[n:], sg(z[:n]))
+    )
     loss = base.global_mean(local)
     labels = jnp.concatenate([batch["label"], batch["label"]])
     p_loss, p_acc = base.probe_loss(out["probe_logits"], labels)
     metrics = {
-        "loss": loss,
-        "probe_loss": p_loss, "probe_accuracy": p_acc,
-        "embedding_std": base.collapse_std(jax.lax.stop_gradient(z[:n])),
+      "loss": loss,
+      "probe_loss": p_loss,
+      "probe_accuracy": p_acc,
+      "embedding_std": base.collapse_std(jax.lax.stop_gradient(z[:n])),
     }
     return loss + p_loss, {"batch_stats": new_stats, "metrics": metrics, "extras_update": None}
 

@@ -8,6 +8,7 @@ representation is then evaluated (or used) with a linear classifier on the froze
 
 Config (method_args): temperature (0.1), loss_tile_size is not used.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -30,14 +31,15 @@ def create(config, num_classes: int) -> base.Method:
     x, n = base.two_views(batch)
     out, new_stats = base.apply_train(net, params, state.batch_stats, x)
     z = base.l2_normalize(out["proj"])
-    views = jnp.stack([z[:n], z[n:]], axis=1)                      # (n, 2, d)
+    views = jnp.stack([z[:n], z[n:]], axis=1)  # (n, 2, d)
     loss = losses.supcon(views, batch["label"], temperature, axis_name=base.AXIS)
     labels = jnp.concatenate([batch["label"], batch["label"]])
     p_loss, p_acc = base.probe_loss(out["probe_logits"], labels)
     metrics = {
-        "loss": loss,
-        "probe_loss": p_loss, "probe_accuracy": p_acc,
-        "embedding_std": base.collapse_std(jax.lax.stop_gradient(z[:n])),
+      "loss": loss,
+      "probe_loss": p_loss,
+      "probe_accuracy": p_acc,
+      "embedding_std": base.collapse_std(jax.lax.stop_gradient(z[:n])),
     }
     return loss + p_loss, {"batch_stats": new_stats, "metrics": metrics, "extras_update": None}
 

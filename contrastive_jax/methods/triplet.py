@@ -11,6 +11,7 @@ closest negative farther than the positive), averaged over anchors.
 
 Config (method_args): margin (0.2, FaceNet), mining ('hard' | 'semi_hard').
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -43,9 +44,10 @@ def create(config, num_classes: int) -> base.Method:
     loss = losses.batch_hard_triplet(e, labels, margin, axis_name=base.AXIS, mining=mining)
     p_loss, p_acc = base.probe_loss(out["probe_logits"], labels)
     metrics = {
-        "loss": loss,
-        "probe_loss": p_loss, "probe_accuracy": p_acc,
-        "embedding_std": base.collapse_std(jax.lax.stop_gradient(e[:n])),
+      "loss": loss,
+      "probe_loss": p_loss,
+      "probe_accuracy": p_acc,
+      "embedding_std": base.collapse_std(jax.lax.stop_gradient(e[:n])),
     }
     return loss + p_loss, {"batch_stats": new_stats, "metrics": metrics, "extras_update": None}
 

@@ -1,5 +1,4 @@
 """ContrastiveNet: encoder -> projector -> (predictor), plus an online linear probe on detached features."""
-from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -12,12 +11,13 @@ class ContrastiveNet(nn.Module):
     features: encoder output h (b, d).
     proj: projector(h), or None without a projector.
     pred: predictor(proj) (predictor(h) without a projector), or None.
-    probe_logits: Dense(num_classes) on stop_gradient(h), or None when num_classes == 0. The stop_gradient
-      makes the online probe a pure monitor: its loss never changes the encoder.
+    probe_logits: Dense(num_classes) on stop_gradient(h), or None when num_classes == 0. The
+      stop_gradient makes the online probe a pure monitor: its loss never changes the encoder.
   """
+
   encoder: nn.Module
-  projector: Optional[nn.Module]
-  predictor: Optional[nn.Module] = None
+  projector: nn.Module | None
+  predictor: nn.Module | None = None
   num_classes: int = 0
 
   @nn.compact

@@ -1,15 +1,19 @@
 """ResNet encoders (He et al. 2016) for contrastive pre-training, found by name.
 
-`get_encoder(name, ...)` returns a flax.linen Module whose `__call__(x, train)` maps images (b, H, W, 3) to
-globally average-pooled features (b, feature_dim): the representation, before any projection head.
+`get_encoder(name, ...)` returns a flax.linen Module whose `__call__(x, train)` maps images (b, H,
+W, 3) to globally average-pooled features (b, feature_dim): the representation, before any
+projection head.
 
-Two stems: 'cifar' (3x3 conv, stride 1, no max-pool; SimCLR Appendix B.9) and 'imagenet' (7x7 stride 2 + 3x3
-max-pool stride 2). Three norms: 'batch' (synchronised over `bn_axis_name` in training), 'group' and 'layer';
-the last two have no batch statistics, so per-example gradients do not depend on the rest of the batch (needed
-by the gradient-cache step, whose gradient must equal the full-batch gradient).
+Two stems: 'cifar' (3x3 conv, stride 1, no max-pool; SimCLR Appendix B.9) and 'imagenet' (7x7 stride
+2 + 3x3 max-pool stride 2). Three norms: 'batch' (synchronised over `bn_axis_name` in training),
+'group' and 'layer'; the last two have no batch statistics, so per-example gradients do not depend
+on the rest of the batch (needed by the gradient-cache step, whose gradient must equal the
+full-batch gradient).
 """
+
 import functools
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -31,8 +35,9 @@ def _num_groups(channels: int, max_groups: int = 32) -> int:
 
 class Norm(nn.Module):
   """Normalisation layer chosen by name; `scale_init` lets residual blocks start as the identity."""
+
   kind: str = "batch"
-  axis_name: Optional[str] = None
+  axis_name: str | None = None
   momentum: float = 0.9
   dtype: Any = jnp.float32
   scale_init: Callable = nn.initializers.ones
@@ -42,11 +47,22 @@ class Norm(nn.Module):
     if self.kind == "batch":
       # Statistics are only reduced across devices in training; eval uses the running averages.
       return nn.BatchNorm(
-          use_running_average=not train, momentum=self.momentum, epsilon=1e-5, dtype=self.dtype,
-          axis_name=self.axis_name if train else None, scale_init=self.scale_init, name="bn")(x)
+        use_running_average=not train,
+        momentum=self.momentum,
+        epsilon=1e-5,
+        dtype=self.dtype,
+        axis_name=self.axis_name if train else None,
+        scale_init=self.scale_init,
+        name="bn",
+      )(x)
     if self.kind == "group":
-      return nn.GroupNorm(num_groups=_num_groups(x.shape[-1]), epsilon=1e-5, dtype=self.dtype,
-                          scale_init=self.scale_init, name="gn")(x)
+      return nn.GroupNorm(
+        num_groups=_num_groups(x.shape[-1]),
+        epsilon=1e-5,
+        dtype=self.dtype,
+        scale_init=self.scale_init,
+        name="gn",
+      )(x)
     if self.kind == "layer":
       return nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, scale_init=self.scale_init, name="ln")(x)
     raise ValueError(f"Unknown norm {self.kind!r} (config.model.norm); expected one of {NORMS}.")
@@ -54,6 +70,7 @@ class Norm(nn.Module):
 
 class BasicBlock(nn.Module):
   """Two 3x3 convs (ResNet-18/34). Output channels = `filters`."""
+
   filters: int
   strides: int = 1
   norm: Callable = Norm
@@ -70,13 +87,16 @@ class BasicBlock(nn.Module):
     last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
     y = self.norm(scale_init=last_scale, name="norm2")(y, train)
     if residual.shape != y.shape:
-      residual = self.conv(self.filters, (1, 1), (self.strides, self.strides), name="proj_conv")(residual)
+      residual = self.conv(self.filters, (1, 1), (self.strides, self.strides), name="proj_conv")(
+        residual
+      )
       residual = self.norm(name="proj_norm")(residual, train)
     return nn.relu(residual + y)
 
 
 class Bottleneck(nn.Module):
   """1x1 -> 3x3 (strided, as in ResNet v1.5) -> 1x1 (ResNet-50+). Output channels = 4 * `filters`."""
+
   filters: int
   strides: int = 1
   norm: Callable = Norm
@@ -95,8 +115,9 @@ class Bottleneck(nn.Module):
     last_scale = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
     y = self.norm(scale_init=last_scale, name="norm3")(y, train)
     if residual.shape != y.shape:
-      residual = self.conv(self.filters * self.expansion, (1, 1), (self.strides, self.strides),
-                           name="proj_conv")(residual)
+      residual = self.conv(
+        self.filters * self.expansion, (1, 1), (self.strides, self.strides), name="proj_conv"
+      )(residual)
       residual = self.norm(name="proj_norm")(residual, train)
     return nn.relu(residual + y)
 
@@ -107,22 +128,25 @@ class ResNet(nn.Module):
   Attributes:
     stage_sizes: number of blocks per stage.
     block_cls: BasicBlock or Bottleneck.
-    base_widths: channels of each stage's blocks at width 1 (times the block expansion at the output).
+    base_widths: channels of each stage's blocks at width 1 (times the block expansion at the
+      output).
     width: width multiplier (ResNet-50 1x/2x/4x of SimCLR).
     stem: 'cifar' or 'imagenet'.
     norm: 'batch', 'group' or 'layer'.
-    bn_axis_name: mesh axis over which BatchNorm statistics are averaged in training (None: per device).
+    bn_axis_name: mesh axis over which BatchNorm statistics are averaged in training (None: per
+      device).
     bn_momentum: decay of the BatchNorm running averages.
     zero_init_residual: zero-init the last norm scale of each residual block (Goyal et al. 2017).
     dtype: computation dtype (parameters stay float32).
   """
+
   stage_sizes: Sequence[int]
   block_cls: Any
   base_widths: Sequence[int] = (64, 128, 256, 512)
   width: float = 1.0
   stem: str = "cifar"
   norm: str = "batch"
-  bn_axis_name: Optional[str] = None
+  bn_axis_name: str | None = None
   bn_momentum: float = 0.9
   zero_init_residual: bool = True
   dtype: Any = jnp.float32
@@ -132,8 +156,9 @@ class ResNet(nn.Module):
     if self.norm not in NORMS:
       raise ValueError(f"Unknown norm {self.norm!r} (config.model.norm); expected one of {NORMS}.")
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init)
-    norm = functools.partial(Norm, kind=self.norm, axis_name=self.bn_axis_name, momentum=self.bn_momentum,
-                             dtype=self.dtype)
+    norm = functools.partial(
+      Norm, kind=self.norm, axis_name=self.bn_axis_name, momentum=self.bn_momentum, dtype=self.dtype
+    )
     widths = [max(1, int(round(w * self.width))) for w in self.base_widths]
     x = jnp.asarray(x, self.dtype)
     if self.stem == "cifar":
@@ -148,13 +173,20 @@ class ResNet(nn.Module):
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         strides = 2 if i > 0 and j == 0 else 1
-        x = self.block_cls(widths[i], strides=strides, norm=norm, conv=conv,
-                           zero_init_residual=self.zero_init_residual, name=f"stage{i + 1}_block{j + 1}")(x, train)
+        x = self.block_cls(
+          widths[i],
+          strides=strides,
+          norm=norm,
+          conv=conv,
+          zero_init_residual=self.zero_init_residual,
+          name=f"stage{i + 1}_block{j + 1}",
+        )(x, train)
     # Pool and return in float32 so losses (log-sum-exp at low temperature) run at full precision.
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
 # Builders: one function per name; get_encoder finds them with getattr (no hand-edited table).
+
 
 def resnet18(**kwargs) -> ResNet:
   return ResNet(stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock, **kwargs)
@@ -170,23 +202,38 @@ def resnet50(**kwargs) -> ResNet:
 
 def resnet_tiny(**kwargs) -> ResNet:
   """~0.3M parameters: CPU-sized runs and smoke tests."""
-  return ResNet(stage_sizes=(1, 1, 1, 1), block_cls=BasicBlock, base_widths=(16, 32, 64, 128), **kwargs)
+  return ResNet(
+    stage_sizes=(1, 1, 1, 1), block_cls=BasicBlock, base_widths=(16, 32, 64, 128), **kwargs
+  )
 
 
 def resnet_micro(**kwargs) -> ResNet:
   """Test-only: the smallest ResNet that still has every stage."""
-  return ResNet(stage_sizes=(1, 1, 1, 1), block_cls=BasicBlock, base_widths=(8, 16, 32, 64), **kwargs)
+  return ResNet(
+    stage_sizes=(1, 1, 1, 1), block_cls=BasicBlock, base_widths=(8, 16, 32, 64), **kwargs
+  )
 
 
 def available_encoders() -> list:
   """Names accepted by `get_encoder`: every module-level builder named resnet*."""
-  return sorted(n for n, f in globals().items()
-                if n.startswith("resnet") and callable(f) and not isinstance(f, type))
+  return sorted(
+    n
+    for n, f in globals().items()
+    if n.startswith("resnet") and callable(f) and not isinstance(f, type)
+  )
 
 
-def get_encoder(name: str, *, width: float = 1.0, stem: str = "cifar", norm: str = "batch",
-                bn_axis_name: Optional[str] = None, dtype: Any = jnp.float32, bn_momentum: float = 0.9,
-                zero_init_residual: bool = True) -> ResNet:
+def get_encoder(
+  name: str,
+  *,
+  width: float = 1.0,
+  stem: str = "cifar",
+  norm: str = "batch",
+  bn_axis_name: str | None = None,
+  dtype: Any = jnp.float32,
+  bn_momentum: float = 0.9,
+  zero_init_residual: bool = True,
+) -> ResNet:
   """Builds an encoder by name.
 
   Args:
@@ -207,10 +254,19 @@ def get_encoder(name: str, *, width: float = 1.0, stem: str = "cifar", norm: str
   """
   names = available_encoders()
   if name not in names:
-    raise ValueError(f"Unknown encoder {name!r} (config.model.name); available: {', '.join(names)}.")
+    raise ValueError(
+      f"Unknown encoder {name!r} (config.model.name); available: {', '.join(names)}."
+    )
   if stem not in STEMS:
     raise ValueError(f"Unknown stem {stem!r} (config.model.stem); expected one of {STEMS}.")
   if norm not in NORMS:
     raise ValueError(f"Unknown norm {norm!r} (config.model.norm); expected one of {NORMS}.")
-  return globals()[name](width=width, stem=stem, norm=norm, bn_axis_name=bn_axis_name, dtype=dtype,
-                         bn_momentum=bn_momentum, zero_init_residual=zero_init_residual)
+  return globals()[name](
+    width=width,
+    stem=stem,
+    norm=norm,
+    bn_axis_name=bn_axis_name,
+    dtype=dtype,
+    bn_momentum=bn_momentum,
+    zero_init_residual=zero_init_residual,
+  )
