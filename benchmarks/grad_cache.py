@@ -42,7 +42,8 @@ def worker(batch: int, chunk: int, steps: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import simclr_cifar10  # pylint: disable=g-import-not-at-top
-  from contrastive_jax import grad_cache, methods, optim, sharding, train  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import grad_cache, methods, optim, sharding  # pylint: disable=g-import-not-at-top
+  from contrastive_jax import step as step_lib  # pylint: disable=g-import-not-at-top
 
   c = simclr_cifar10.get_config("cpu")
   c.batch_size = batch
@@ -52,12 +53,9 @@ def worker(batch: int, chunk: int, steps: int) -> dict:
   mesh = sharding.make_mesh()
   method = methods.get_method(c, 10)
   tx, sched = optim.create_optimizer(c.optim, batch_size=batch, total_steps=100, steps_per_epoch=10)
-  state = train.create_state(method, tx, c, mesh, (32, 32, 3))
-  step = (
-    grad_cache.make_train_step(method, tx, sched, mesh, chunk)
-    if chunk
-    else train.make_train_step(method, tx, sched, mesh)
-  )
+  state = step_lib.create_state(method, tx, c, mesh, (32, 32, 3))
+  grad_fn = grad_cache.make_grad_fn(method, chunk) if chunk else None
+  step = step_lib.make_train_step(method, tx, sched, mesh, grad_fn=grad_fn)
   rng = np.random.default_rng(0)
   host = {
     "view1": rng.uniform(size=(batch, 32, 32, 3)).astype(np.float32),

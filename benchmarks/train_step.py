@@ -4,7 +4,7 @@
   python benchmarks/train_step.py --models=resnet18 --batch_size=1024 --steps=20 --out=bench.json
 
 Counts images (pairs of views count as one image, as the paper's batch size does). The step is the
-real one (contrastive_jax.train.make_train_step: jit over the mesh of all local devices, shard_map,
+real one (contrastive_jax.step.make_train_step: jit over the mesh of all local devices, shard_map,
 synchronised BN, global NT-Xent, optimiser update); timings exclude compilation.
 """
 
@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from contrastive_jax import config_base, methods, optim, sharding, train  # noqa: E402
+from contrastive_jax import config_base, methods, optim, sharding  # noqa: E402
+from contrastive_jax import step as step_lib  # noqa: E402
 
 
 def bench(
@@ -44,8 +45,8 @@ def bench(
   tx, schedule = optim.create_optimizer(
     c.optim, batch_size=batch_size, total_steps=1000, steps_per_epoch=100
   )
-  state = train.create_state(method, tx, c, mesh, (image_size, image_size, 3))
-  step = train.make_train_step(method, tx, schedule, mesh)
+  state = step_lib.create_state(method, tx, c, mesh, (image_size, image_size, 3))
+  step = step_lib.make_train_step(method, tx, schedule, mesh)
   rng = np.random.default_rng(0)
   host = {
     "view1": rng.uniform(size=(batch_size, image_size, image_size, 3)).astype(np.float32),

@@ -149,10 +149,9 @@ def cached_grads(
   return loss, {**aux, "batch_stats": new_stats}, grads
 
 
-def make_train_step(method, tx, schedule, mesh, chunk: int, unroll: bool | None = None):
-  """train.make_train_step (same update, metrics and non-finite guard) with the gradient from
-  `cached_grads`."""
-  from contrastive_jax import train  # pylint: disable=g-import-not-at-top  (train imports us lazily)
+def make_grad_fn(method, chunk: int, unroll: bool | None = None):
+  """The `grad_fn` hook of step.make_train_step: the gradient from `cached_grads`, so the cached
+  step shares the plain step's update, metrics and non-finite guard."""
 
   def grad_fn(state, batch, rng):
     _, aux, grads = cached_grads(
@@ -160,4 +159,4 @@ def make_train_step(method, tx, schedule, mesh, chunk: int, unroll: bool | None 
     )
     return aux, grads
 
-  return train.make_train_step(method, tx, schedule, mesh, grad_fn=grad_fn)
+  return grad_fn

@@ -12,12 +12,10 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import optax
-from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import (
   checkpoint,
+  grad_cache,
   metrics as metrics_lib,
   methods,
   nonfinite,
@@ -25,75 +23,9 @@ from contrastive_jax import (
   preemption,
   sharding,
 )
-from contrastive_jax.state import TrainState
-
-
-# ----------------------------------------------------------------------------- the step
-
-
-def make_train_step(method, tx, schedule, mesh, grad_fn=None):
-  """jit(shard_map(step)) : (state, global batch) -> (state, metrics); state donated.
-
-  `grad_fn(state, batch, rng) -> (aux, grads)` computes the gradient inside the per-device body; the
-  default differentiates method.loss_fn in one pass (the gradient-cache step passes its own).
-  """
-  if grad_fn is None:
-
-    def grad_fn(state, batch, rng):
-      def loss_fn(params):
-        return method.loss_fn(params, state, batch, rng, state.step)
-
-      (_, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      return aux, grads
-
-  def step_body(state: TrainState, batch):
-    rng = jax.random.fold_in(state.rng, state.step)
-    rng = jax.random.fold_in(rng, jax.lax.axis_index(sharding.DATA_AXIS))
-    aux, grads = grad_fn(state, batch, rng)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    extras = method.post_update(state.extras, params, aux.get("extras_update"), state.step)
-    m = dict(aux["metrics"])
-    m["learning_rate"] = schedule(state.step)
-    m["grad_norm"] = optax.global_norm(grads)
-    new_state = state.replace(
-      step=state.step + 1,
-      params=params,
-      batch_stats=aux["batch_stats"],
-      opt_state=opt_state,
-      extras=extras,
-    )
-    return new_state, m
-
-  body = jax.shard_map(
-    nonfinite.guard(step_body),
-    mesh=mesh,
-    in_specs=(P(), P(sharding.DATA_AXIS)),
-    out_specs=(P(), P()),
-  )
-  return jax.jit(body, donate_argnums=0)
-
-
-def create_state(method, tx, config, mesh, image_shape) -> TrainState:
-  """Shapes first (eval_shape), then the real, replicated state (jit with out_shardings)."""
-
-  def init_fn(rng):
-    init_rng, state_rng = jax.random.split(rng)
-    dummy = jnp.zeros((2, *image_shape), jnp.float32)
-    v = method.init(init_rng, dummy)
-    return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=v["params"],
-      batch_stats=v["batch_stats"],
-      opt_state=tx.init(v["params"]),
-      extras=v["extras"],
-      rng=state_rng,
-    )
-
-  rng = jax.random.PRNGKey(config.seed)  # raw uint32 key: checkpoints as a plain array
-  abstract = jax.eval_shape(init_fn, rng)
-  shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
-  return jax.jit(init_fn, out_shardings=shardings)(rng)
+from contrastive_jax import step as step_lib
+from contrastive_jax.data import source
+from contrastive_jax.protocols import monitors
 
 
 # ----------------------------------------------------------------------------- config checks
@@ -172,34 +104,12 @@ def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[tuple[str, A
 # ----------------------------------------------------------------------------- evaluation
 
 
-def knn_eval(method, state, config, mesh, data, num_classes) -> dict:
-  """kNN top-1 (k=config.knn.k): config.knn.test_split (default eval_split) against a memory bank
-  of config.knn.bank_split (default train_split); TFDS slices such as 'train[:10000]' work."""
-  from contrastive_jax.evaluators import features as feats_lib, knn  # pylint: disable=g-import-not-at-top
-
-  bank_split = config.knn.get("bank_split") or config.train_split
-  test_split = config.knn.get("test_split") or config.eval_split
-  embed_step = feats_lib.make_embed_step(method, mesh)
-  t0 = time.time()
-  bank = feats_lib.compute_features(embed_step, state, data.eval_batches(bank_split), mesh)
-  test = feats_lib.compute_features(embed_step, state, data.eval_batches(test_split), mesh)
-  res = knn.knn_classify(
-    bank[0],
-    bank[1],
-    test[0],
-    test[1],
-    num_classes=num_classes,
-    ks=(int(config.knn.k),),
-    temperature=float(config.knn.temperature),
-    mesh=mesh,
-  )
-  if jax.process_index() == 0:
-    print(
-      f"kNN (k={int(config.knn.k)}) top-1 {res['knn_top1']:.4f}: {len(test[0])} {test_split} "
-      f"images vs a bank of {len(bank[0])} {bank_split} images ({time.time() - t0:.0f}s)",
-      flush=True,
-    )
-  return {"knn_top1": float(res["knn_top1"])}
+def run_monitors(method, state, config, mesh, data) -> dict:
+  """Every evaluator the method declares (method.evaluators), by name from protocols/monitors.py."""
+  out = {}
+  for name in method.evaluators:
+    out.update(getattr(monitors, name)(method, state, config, mesh, data))
+  return out
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -227,7 +137,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   the same step and this returns {'preempted': True, ...}; a non-finite step is never saved (see
   contrastive_jax/nonfinite.py); unreadable or half-written checkpoints are skipped on restart.
   """
-  from contrastive_jax.data import source  # pylint: disable=g-import-not-at-top
 
   workdir = os.path.abspath(workdir)
   check_workdir(workdir)
@@ -243,7 +152,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     total_steps=total_steps,
     steps_per_epoch=steps_per_epoch,
   )
-  state = create_state(method, tx, config, mesh, data.image_shape)
+  state = step_lib.create_state(method, tx, config, mesh, data.image_shape)
   ckpt = checkpoint.Checkpointer(
     os.path.join(workdir, "checkpoints"),
     keep=config.keep_checkpoints,
@@ -270,18 +179,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = metrics_lib.MetricWriter(workdir)
   results: dict[str, Any] = {}
   if config.eval_at_start and start_step == 0:
-    results["knn_top1_random_init"] = knn_eval(method, state, config, mesh, data, data.num_classes)[
-      "knn_top1"
-    ]
-    writer.write(0, {"knn_top1": results["knn_top1_random_init"]})
+    at_start = run_monitors(method, state, config, mesh, data)
+    writer.write(0, at_start)
+    results.update({f"{k}_random_init": v for k, v in at_start.items()})
     metrics_lib.update_results(workdir, results)
 
+  grad_fn = None
   if config.get("grad_cache_chunk", 0) > 0:  # big batches in chunks (contrastive_jax/grad_cache.py)
-    from contrastive_jax import grad_cache  # pylint: disable=g-import-not-at-top
-
-    train_step = grad_cache.make_train_step(method, tx, schedule, mesh, config.grad_cache_chunk)
-  else:
-    train_step = make_train_step(method, tx, schedule, mesh)
+    grad_fn = grad_cache.make_grad_fn(method, config.grad_cache_chunk)
+  train_step = step_lib.make_train_step(method, tx, schedule, mesh, grad_fn=grad_fn)
   batches = data.train_batches(start_step=start_step)
   eval_every = (
     int(round(config.eval_every_epochs * steps_per_epoch)) if config.eval_every_epochs > 0 else 0
@@ -324,10 +230,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
         print(f"Preempted at step {step}/{total_steps}; checkpoint saved to {where}.", flush=True)
         return {"preempted": True, "steps": step, "checkpoint": where}
       if eval_every and step % eval_every == 0 and step < total_steps:
-        writer.write(step, knn_eval(method, state, config, mesh, data, data.num_classes))
+        writer.write(step, run_monitors(method, state, config, mesh, data))
     ckpt.save(step, state, meta, force=True)
     train_time = time.time() - t_start
-    final = knn_eval(method, state, config, mesh, data, data.num_classes)
+    final = run_monitors(method, state, config, mesh, data)
     writer.write(step, final)
     results.update(final)
     results.update(

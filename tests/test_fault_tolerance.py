@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from contrastive_jax import step as step_lib
 from contrastive_jax import checkpoint, methods, nonfinite, optim, preemption, sharding, train
 from tests import fault_config, helpers
 
@@ -29,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def reference_run(config, process_count: int = 1):
-  """The uninterrupted run: train.make_train_step over the stream(s) the loop would read.
+  """The uninterrupted run: step_lib.make_train_step over the stream(s) the loop would read.
 
   With process_count > 1 the global batch is the concatenation of every process's host batch, in
   process order, exactly as make_array_from_process_local_data assembles it across processes.
@@ -49,8 +50,8 @@ def reference_run(config, process_count: int = 1):
     total_steps=total_steps,
     steps_per_epoch=steps_per_epoch,
   )
-  state = train.create_state(method, tx, config, mesh, data.image_shape)
-  step_fn = train.make_train_step(method, tx, schedule, mesh)
+  state = step_lib.create_state(method, tx, config, mesh, data.image_shape)
+  step_fn = step_lib.make_train_step(method, tx, schedule, mesh)
   streams = [
     pipeline.pretrain_iterator(
       config,
@@ -236,9 +237,9 @@ def test_guarded_step_keeps_state_on_nonfinite_batch():
   tx, schedule = optim.create_optimizer(
     config.optim, batch_size=config.batch_size, total_steps=10, steps_per_epoch=10
   )
-  state = train.create_state(method, tx, config, mesh, (16, 16, 3))
+  state = step_lib.create_state(method, tx, config, mesh, (16, 16, 3))
   before = jax.tree.map(np.asarray, state)
-  step = train.make_train_step(method, tx, schedule, mesh)
+  step = step_lib.make_train_step(method, tx, schedule, mesh)
   bad = helpers.random_batch(config.batch_size)
   bad["view1"][3] = np.inf
   state, m = step(state, sharding.global_batch(bad, mesh))

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from contrastive_jax import grad_cache, methods, optim, sharding, train
+from contrastive_jax import step as step_lib
+from contrastive_jax import grad_cache, methods, optim, sharding
 from tests import helpers
 
 
@@ -14,11 +15,13 @@ def _run(config, devices, batches, chunk, unroll=None):
   tx, schedule = optim.create_optimizer(
     config.optim, batch_size=config.batch_size, total_steps=100, steps_per_epoch=10
   )
-  state = train.create_state(method, tx, config, mesh, (config.image_size, config.image_size, 3))
+  state = step_lib.create_state(method, tx, config, mesh, (config.image_size, config.image_size, 3))
   if chunk:
-    step = grad_cache.make_train_step(method, tx, schedule, mesh, chunk, unroll=unroll)
+    step = step_lib.make_train_step(
+      method, tx, schedule, mesh, grad_fn=grad_cache.make_grad_fn(method, chunk, unroll=unroll)
+    )
   else:
-    step = train.make_train_step(method, tx, schedule, mesh)
+    step = step_lib.make_train_step(method, tx, schedule, mesh)
   ms = []
   for b in batches:
     state, m = step(state, sharding.global_batch(b, mesh))

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from contrastive_jax import step as step_lib
 from contrastive_jax import losses, methods, optim, sharding, train
 from contrastive_jax.methods import base
 from tests import helpers
@@ -68,12 +69,12 @@ def _env(method_name: str, ndev: int, overrides: tuple = ()) -> _Env:
     config.optim, batch_size=config.batch_size, total_steps=100, steps_per_epoch=10
   )
   if ndev == 1:
-    state0 = train.create_state(method, tx, config, mesh, (config.image_size,) * 2 + (3,))
+    state0 = step_lib.create_state(method, tx, config, mesh, (config.image_size,) * 2 + (3,))
   else:
     state0 = jax.device_put(
       _env(method_name, 1, overrides).state0, sharding.replicated(mesh), may_alias=False
     )
-  return _Env(config, method, mesh, state0, train.make_train_step(method, tx, schedule, mesh))
+  return _Env(config, method, mesh, state0, step_lib.make_train_step(method, tx, schedule, mesh))
 
 
 def _run_steps(env: _Env, batches):

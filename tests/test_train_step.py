@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from contrastive_jax import methods, optim, sharding, train
+from contrastive_jax import step as step_lib
+from contrastive_jax import methods, optim, sharding
 from tests import helpers
 
 
@@ -14,8 +15,8 @@ def _run_steps(config, devices, batches, num_classes=10):
   tx, schedule = optim.create_optimizer(
     config.optim, batch_size=config.batch_size, total_steps=100, steps_per_epoch=10
   )
-  state = train.create_state(method, tx, config, mesh, (config.image_size, config.image_size, 3))
-  step = train.make_train_step(method, tx, schedule, mesh)
+  state = step_lib.create_state(method, tx, config, mesh, (config.image_size, config.image_size, 3))
+  step = step_lib.make_train_step(method, tx, schedule, mesh)
   all_metrics = []
   for b in batches:
     state, m = step(state, sharding.global_batch(b, mesh))

@@ -4,7 +4,7 @@ al. 2020 Sec. 6 / Appendix B.6; SimCLRv2 fine-tunes from the first projection la
 2020b Sec. 2).
 
 The fine-tune is a small Method (init / loss_fn / embed / post_update, see methods/base.py), so it
-runs through the pre-training step, train.make_train_step: jit(shard_map) over the mesh, BatchNorm
+runs through the pre-training step, step_lib.make_train_step: jit(shard_map) over the mesh, BatchNorm
 statistics synchronised over 'data', the global-mean cross-entropy as the loss. Training views are
 the standard crop + flip (the data pipeline's augment ops with colour, grayscale, blur and solarize
 off).
@@ -32,7 +32,8 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from contrastive_jax import optim, sharding, train
+from contrastive_jax import optim, sharding
+from contrastive_jax import step as step_lib
 from contrastive_jax.data import augment, pipeline
 from contrastive_jax.evaluators import subsets
 from contrastive_jax.methods import base
@@ -418,7 +419,7 @@ def finetune(
   state = jax.jit(init_fn, out_shardings=jax.tree.map(lambda _: rep, abstract))(
     rng, loaded.params, loaded.batch_stats
   )
-  step_fn = train.make_train_step(method, tx, schedule, mesh)
+  step_fn = step_lib.make_train_step(method, tx, schedule, mesh)
   logging.info(
     "Fine-tuning on %d labelled examples (%s%%), %d steps of batch %d.",
     n,

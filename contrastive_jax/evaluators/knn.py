@@ -27,7 +27,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-AXIS = "data"
+from contrastive_jax.sharding import DATA_AXIS as AXIS
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -13,11 +13,20 @@ trainer knows nothing else about it:
       aux: {'batch_stats': new stats, 'metrics': {name: global scalar},
             'extras_update': whatever post_update needs (or None)}.
   post_update(extras, new_params, extras_update, step) -> new extras   (EMA targets, queues)
+      or Updated(params, extras) when it also changes parameters after the optimiser (CLIP clamps
+      its temperature there).
   embed(state_like, images) -> features before the projection head (eval mode, no collectives).
+
+Declared, with defaults for image methods (the trainer and evaluators read these, never the name):
+  encoder_path  where the encoder's parameters (and BN statistics) live in params: ('encoder',).
+  batch_keys    what loss_fn reads from a pre-training batch: ('view1', 'view2', 'label');
+                an image-text method declares ('image', 'tokens').
+  evaluators    the in-run evaluations (functions of protocols/monitors.py): ('knn',);
+                an image-text method declares ('zero_shot',).
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -27,8 +36,14 @@ import optax
 
 from contrastive_jax import losses
 from contrastive_jax.models import heads, networks, resnet
+from contrastive_jax.sharding import DATA_AXIS as AXIS
 
-AXIS = "data"
+
+class Updated(NamedTuple):
+  """What post_update returns when it changes parameters as well as extras."""
+
+  params: Any
+  extras: Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +53,13 @@ class Method:
   loss_fn: Callable[..., tuple[jax.Array, dict]]
   embed: Callable[..., jax.Array]
   post_update: Callable[..., Any] = lambda extras, params, update, step: extras
-  # The encoder parameters live under params[encoder_key] (used by evaluation and fine-tuning).
+  # The encoder's parameters (and BN statistics) live under this path of params (read by
+  # evaluation, fine-tuning and export through encoder_subtree).
   encoder_path: tuple[str, ...] = ("encoder",)
+  # Keys of a pre-training batch that loss_fn reads (the data source must provide them).
+  batch_keys: tuple[str, ...] = ("view1", "view2", "label")
+  # In-run evaluations, by function name in contrastive_jax/protocols/monitors.py.
+  evaluators: tuple[str, ...] = ("knn",)
   # Optional split of loss_fn for the gradient-cache step (contrastive_jax/grad_cache.py, used when
   # config.grad_cache_chunk > 0); both None = the method does not support it. embed_for_loss(params,
   # state, batch, rng) -> (embeddings, new_batch_stats) Train-mode forward of a CHUNK of this
@@ -51,6 +71,13 @@ class Method:
   # loss_from_embeddings(embed_for_loss(...)).
   embed_for_loss: Callable[..., Any] | None = None
   loss_from_embeddings: Callable[..., Any] | None = None
+
+
+def encoder_subtree(method: Method, tree: dict) -> Any:
+  """The encoder's share of a params or batch_stats dict (the method's encoder_path)."""
+  for key in method.encoder_path:
+    tree = tree[key]
+  return tree
 
 
 def build_encoder(config, *, axis_name: str | None = AXIS) -> nn.Module:

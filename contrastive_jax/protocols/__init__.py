@@ -1,0 +1,1 @@
+"""Evaluation protocols: runs that compose the evaluation algorithms with the step builder."""
