@@ -19,6 +19,8 @@ trainer knows nothing else about it:
 
 Declared, with defaults for image methods (the trainer and evaluators read these, never the name):
   encoder_path  where the encoder's parameters (and BN statistics) live in params: ('encoder',).
+  projector_path  where the projection head lives: ('projector',) (fine-tuning may keep its first
+                layer).
   batch_keys    what loss_fn reads from a pre-training batch: ('view1', 'view2', 'label');
                 an image-text method declares ('image', 'tokens').
   evaluators    the in-run evaluations (functions of protocols/monitors.py): ('knn',);
@@ -56,6 +58,8 @@ class Method:
   # The encoder's parameters (and BN statistics) live under this path of params (read by
   # evaluation, fine-tuning and export through encoder_subtree).
   encoder_path: tuple[str, ...] = ("encoder",)
+  # Where the projection head lives in params (fine-tuning from its first layer, SimCLRv2).
+  projector_path: tuple[str, ...] = ("projector",)
   # Keys of a pre-training batch that loss_fn reads (the data source must provide them).
   batch_keys: tuple[str, ...] = ("view1", "view2", "label")
   # In-run evaluations, by function name in contrastive_jax/protocols/monitors.py.
