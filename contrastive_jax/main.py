@@ -54,7 +54,7 @@ def main(argv):
 
     results = eval_run.evaluate(config, _WORKDIR.value)
   elif config.mode == "sweep":
-    from contrastive_jax import sweep  # pylint: disable=g-import-not-at-top
+    from contrastive_jax.batch_scaling import sweep  # pylint: disable=g-import-not-at-top
 
     results = sweep.main(config, _WORKDIR.value)
   else:

@@ -3,8 +3,10 @@
 import csv
 import json
 import os
+import subprocess
+import sys
 
-from contrastive_jax import collect
+from contrastive_jax.batch_scaling import collect
 
 
 def _fake_run(root, name, bs, ep, rule, top1, *, dataset="cifar10", model="resnet_tiny", done=True):
@@ -67,3 +69,36 @@ def test_paper_points_only_for_imagenet(tmp_path):
   assert "Table B.1" in md and "57.5 / 62.8" in md
   assert collect.paper_points("sqrt")[100][8192] == 64.8
   assert os.path.exists(sw / "batch_scaling.png")
+
+
+def test_command_line_and_no_flags_at_import(tmp_path):
+  """`python -m contrastive_jax.batch_scaling` writes the table; importing collect defines no flags."""
+  sw = tmp_path / "sweep"
+  sw.mkdir()
+  _fake_run(sw, "bs64_ep2_linear_t0.5", 64, 2.0, "linear", 0.31)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {**os.environ, "PYTHONPATH": root}
+  probe = (
+    "from absl import flags; from contrastive_jax.batch_scaling import collect, sweep; "
+    "assert 'sweep_dir' not in flags.FLAGS and 'out' not in flags.FLAGS"
+  )
+  subprocess.run([sys.executable, "-c", probe], check=True, env=env, cwd=root)
+  out = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "contrastive_jax.batch_scaling",
+      f"--sweep_dir={sw}",
+      f"--out={tmp_path / 'table'}",
+    ],
+    check=True,
+    env=env,
+    cwd=root,
+    capture_output=True,
+    text=True,
+  ).stdout
+  assert "| 64 | 31.0 / - |" in out and os.path.exists(tmp_path / "table.csv")
+  bad = subprocess.run(
+    [sys.executable, "-m", "contrastive_jax.batch_scaling"], env=env, cwd=root, capture_output=True
+  )
+  assert bad.returncode != 0 and b"--sweep_dir" in bad.stderr

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from configs import sweep_batch_size
-from contrastive_jax import optim, sweep
+from contrastive_jax import optim
+from contrastive_jax.batch_scaling import sweep
 
 
 def _tiny_sweep_config():

@@ -1,11 +1,12 @@
 """Collects a batch-size sweep into a table (Markdown + CSV) and a figure (PNG).
 
-  python -m contrastive_jax.collect --sweep_dir=runs/sweep_cpu --out=docs/batch_scaling
+  python -m contrastive_jax.batch_scaling --sweep_dir=runs/sweep_cpu --out=docs/batch_scaling
 
 reads W/*/results.json (with W/*/sweep_run.json, or config.json, for the run's values) and writes
 OUT.md, OUT.csv and OUT.png: top-1 against batch size (log2 axis), one line per epoch budget, linear
 and sqrt LR scaling side by side. The paper's published points (SimCLR Table B.1) are drawn beside
-this code's only when the dataset and setting match (imagenet2012, ResNet-50).
+this code's only when the dataset and setting match (imagenet2012, ResNet-50). The command-line
+flags are defined in batch_scaling/__main__.py, not here: importing this module defines none.
 """
 
 import csv
@@ -14,8 +15,6 @@ import json
 import math
 import os
 from typing import Any
-
-from absl import app, flags
 
 # SimCLR (Chen et al. 2020, arXiv:2002.05709v3), Appendix B.1, Table B.1: ImageNet linear evaluation
 # top-1 (%) of ResNet-50 (1x) pre-trained with LARS, temperature 0.1, by batch size and epochs;
@@ -34,13 +33,6 @@ PAPER_SOURCE = "SimCLR (Chen et al. 2020), Table B.1: ImageNet, ResNet-50, linea
 PAPER_SETTING = {"dataset": "imagenet2012", "model": "resnet50"}
 RULES = ("linear", "sqrt")
 METRICS = ("linear_top1", "knn_top1")  # the first one a run has is plotted
-
-_SWEEP_DIR = flags.DEFINE_string(
-  "sweep_dir", None, "The sweep's workdir W (holds W/<run>/results.json)."
-)
-_OUT = flags.DEFINE_string(
-  "out", None, "Output prefix (default W/batch_scaling): writes .md, .csv, .png."
-)
 
 
 def paper_points(rule: str) -> dict[int, dict[int, float]]:
@@ -286,16 +278,3 @@ def paper_markdown() -> str:
   for b, row in PAPER_TABLE_B1.items():
     lines.append(f"| {b} | " + " | ".join(f"{row[e][0]} / {row[e][1]}" for e in eps) + " |")
   return "\n".join(lines) + "\n"
-
-
-def main(argv):
-  del argv
-  if not _SWEEP_DIR.value:
-    raise app.UsageError("--sweep_dir is required.")
-  res = collect(_SWEEP_DIR.value, _OUT.value)
-  print(open(res["md"], encoding="utf-8").read())
-  print(f"Wrote {res['md']}, {res['csv']}, {res['png']}.")
-
-
-if __name__ == "__main__":
-  app.run(main)

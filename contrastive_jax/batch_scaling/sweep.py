@@ -19,7 +19,7 @@ overridden whether it runs here or on a cluster (`run_overrides` is the one sour
 is finished when its results.json holds `train_time_s` (written at the very end of
 train_and_evaluate); finished runs are skipped, unfinished ones resume from their last checkpoint. A
 failing run is logged in W/sweep_status.json and the sweep moves on; the sweep raises at the end if
-any run failed.
+any run failed. The table and figure of a finished sweep: python -m contrastive_jax.batch_scaling.
 """
 
 import itertools
@@ -31,7 +31,10 @@ import traceback
 from typing import Any
 from collections.abc import Callable
 
+import jax
 from absl import logging
+
+from contrastive_jax import train
 
 AXES = ("batch_sizes", "epochs", "lr_scalings", "temperatures")
 DONE_KEY = "train_time_s"
@@ -185,10 +188,7 @@ def run_all(
   Raises:
     RuntimeError: when some run failed (after trying all the others).
   """
-  if train_fn is None:
-    from contrastive_jax import train  # pylint: disable=g-import-not-at-top
-
-    train_fn = train.train_and_evaluate
+  train_fn = train_fn or train.train_and_evaluate
   os.makedirs(workdir, exist_ok=True)
   points = grid(config.sweep)
   _write_json(
@@ -250,8 +250,6 @@ def run_all(
 
 def main(config, workdir: str) -> dict:
   """mode='sweep': config.sweep.action 'run' or 'print'."""
-  import jax  # pylint: disable=g-import-not-at-top
-
   action = config.sweep.get("action", "run")
   num_devices = int(config.sweep.get("num_devices", 0)) or jax.device_count()
   if action == "print":
