@@ -20,15 +20,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import ml_collections  # noqa: E402
 
-from contrastive_jax.data import augment  # noqa: E402
+from contrastive_jax.config_lib import augment as views  # noqa: E402
 from contrastive_jax.data import pipeline  # noqa: E402
 
 
 def _config(dataset, data_dir, image_size, color, blur, cache, solarize2=0.0):
-  aug = augment.default_aug_config(image_size, color_strength=color, blur_prob=blur)
+  aug = views.view(image_size, color_strength=color, blur_prob=blur)
   aug2 = None
   if solarize2:
-    aug2 = augment.default_aug_config(image_size, color_strength=color, blur_prob=0.1)
+    aug2 = views.view(image_size, color_strength=color, blur_prob=0.1)
     aug2.solarize_prob = solarize2
   return ml_collections.ConfigDict(
     dict(

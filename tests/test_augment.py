@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contrastive_jax.config_lib import augment as views
 from contrastive_jax.data import augment as A
 
 SIZE = 32
@@ -24,7 +25,7 @@ OPS = {
   "gray": lambda x, s: A.random_grayscale(x, s, prob=0.5),
   "blur": lambda x, s: A.gaussian_blur(x, s, prob=1.0),
   "solarize": lambda x, s: A.solarize(x, s, prob=0.5),
-  "view": lambda x, s: A.simclr_view(x, s, A.default_aug_config(24, 1.0, blur_prob=0.5)),
+  "view": lambda x, s: A.simclr_view(x, s, views.view(24, color_strength=1.0, blur_prob=0.5)),
 }
 SEEDS = [tf.constant([i, 7 * i + 1], tf.int64) for i in range(12)]
 
@@ -59,7 +60,7 @@ def test_op_eager_and_in_tf_data(name):
 def test_two_views_differ():
   x = _image()
   s1, s2 = A.views_seeds(tf.constant([3, 4]))
-  cfg = A.default_aug_config(SIZE)
+  cfg = views.view(SIZE)
   v1, v2 = A.simclr_view(x, s1, cfg), A.simclr_view(x, s2, cfg)
   assert v1.shape == v2.shape == (SIZE, SIZE, 3)
   assert not np.allclose(v1.numpy(), v2.numpy())
@@ -133,7 +134,7 @@ def test_eval_view_is_deterministic_resize_and_centre_crop():
 
 
 def test_default_config_fields():
-  cfg = A.default_aug_config(96, color_strength=1.0, blur_prob=0.5)
+  cfg = views.view(96, color_strength=1.0, blur_prob=0.5)
   for f in (
     "image_size",
     "crop_area_min",

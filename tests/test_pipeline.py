@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from contrastive_jax.config_lib import augment as views
 from contrastive_jax.data import augment as A
 from contrastive_jax.data import pipeline as P
 
@@ -83,7 +84,7 @@ def _cfg(dataset="synthetic", data_dir=None, image_size=16, cache=None, aug=None
       train_split="train",
       image_size=image_size,
       shuffle_buffer=64,
-      aug=aug or A.default_aug_config(image_size),
+      aug=aug or views.view(image_size),
       aug2=None,
       cache=cache,
       seed=0,
@@ -97,7 +98,7 @@ def _cfg(dataset="synthetic", data_dir=None, image_size=16, cache=None, aug=None
 
 def _identity_aug(image_size, aspect=1.0):
   """A view without randomness: whole image, resized; lets tests see which example each row came from."""
-  aug = A.default_aug_config(image_size, color_strength=0.0)
+  aug = views.view(image_size, color_strength=0.0)
   aug.update(
     dict(
       crop_area_min=1.0,
@@ -152,9 +153,10 @@ def test_synthetic_needs_no_tfds():
   code = (
     "import sys; sys.modules['tensorflow_datasets'] = None\n"  # any import of tfds now fails
     "import ml_collections\n"
-    "from contrastive_jax.data import augment, pipeline\n"
+    "from contrastive_jax.config_lib import augment\n"
+    "from contrastive_jax.data import pipeline\n"
     "cfg = ml_collections.ConfigDict(dict(dataset='synthetic', image_size=32, seed=0,"
-    " aug=augment.default_aug_config(32), synthetic_train_size=64, synthetic_test_size=16))\n"
+    " aug=augment.view(32), synthetic_train_size=64, synthetic_test_size=16))\n"
     "b = next(pipeline.pretrain_iterator(cfg, batch_size=8, process_index=0, process_count=1))\n"
     "e = list(pipeline.eval_iterator(cfg, 'test', batch_size=8, process_index=0, process_count=1))\n"
     "print('OK', b['view1'].shape, len(e))\n"
@@ -168,7 +170,7 @@ def test_synthetic_needs_no_tfds():
 
 
 def test_pretrain_batch_format_and_views_differ():
-  cfg = _cfg(image_size=24, aug=A.default_aug_config(24, 0.5, blur_prob=0.5))
+  cfg = _cfg(image_size=24, aug=views.view(24, color_strength=0.5, blur_prob=0.5))
   batch = next(P.pretrain_iterator(cfg, batch_size=16, process_index=0, process_count=1))
   assert set(batch) == {"view1", "view2", "label"}
   for k in ("view1", "view2"):
@@ -191,7 +193,7 @@ def test_pretrain_variable_size_colour_dataset_streams(tiny_dir):
 
 
 def test_aug2_overrides_second_view():
-  aug2 = A.default_aug_config(16)
+  aug2 = views.view(16)
   aug2.gray_prob = 1.0
   cfg = _cfg(aug2=aug2)
   batch = next(P.pretrain_iterator(cfg, batch_size=8, process_index=0, process_count=1))
@@ -318,7 +320,7 @@ def test_view_size_must_match_image_size():
     ValueError, match="config.aug.image_size=16 differs from config.image_size=32"
   ):
     P.pretrain_iterator(
-      _cfg(aug=A.default_aug_config(16), image_size=32),
+      _cfg(aug=views.view(16), image_size=32),
       batch_size=8,
       process_index=0,
       process_count=1,

@@ -7,13 +7,13 @@ Every op takes ONE float32 image in [0, 1] of shape (H, W, 3) and a seed tensor 
 
 The SimCLR view (Chen et al. 2020, appendix A) is: random resized crop -> horizontal flip -> colour
 jitter (strength s, random order, p=0.8) -> grayscale (p=0.2) -> Gaussian blur -> solarize (BYOL's
-second view). `simclr_view` composes these from a ConfigDict built by `default_aug_config`.
+second view). `simclr_view` composes these from a view config built by
+`config_lib.augment.view`.
 """
 
 from typing import Any
 from collections.abc import Sequence
 
-import ml_collections
 import tensorflow as tf
 
 
@@ -175,37 +175,13 @@ def solarize(image: tf.Tensor, seed: tf.Tensor, prob: float, threshold: float = 
   return _apply_with_prob(lambda x: tf.where(x < threshold, x, 1.0 - x), image, seed, prob)
 
 
-def default_aug_config(
-  image_size: int, color_strength: float = 0.5, blur_prob: float = 0.0
-) -> ml_collections.ConfigDict:
-  """The SimCLR view as a config (CIFAR: strength 0.5, no blur; ImageNet: strength 1.0, blur 0.5)."""
-  return ml_collections.ConfigDict(
-    dict(
-      image_size=image_size,
-      crop_area_min=0.08,
-      crop_area_max=1.0,
-      aspect_min=3 / 4,
-      aspect_max=4 / 3,
-      flip=True,
-      color_strength=color_strength,
-      color_prob=0.8,
-      gray_prob=0.2,
-      blur_prob=blur_prob,
-      blur_sigma_min=0.1,
-      blur_sigma_max=2.0,
-      solarize_prob=0.0,
-      resize_method="bicubic",
-    )
-  )
-
-
 def simclr_view(image: tf.Tensor, seed: tf.Tensor, cfg: Any) -> tf.Tensor:
   """One augmented view: crop -> flip -> colour jitter -> grayscale -> blur -> solarize.
 
   Args:
     image: float32 (H, W, 3) in [0, 1], any size.
     seed: (2,) int seed for this view.
-    cfg: aug ConfigDict (see `default_aug_config`).
+    cfg: a view config (see `config_lib.augment.view`).
 
   Returns:
     float32 (image_size, image_size, 3) in [0, 1].
@@ -270,7 +246,6 @@ __all__: Sequence[str] = (
   "gaussian_blur",
   "solarize",
   "simclr_view",
-  "default_aug_config",
   "eval_view",
   "views_seeds",
 )
