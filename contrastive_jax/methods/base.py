@@ -25,6 +25,7 @@ Declared, with defaults for image methods (the trainer and evaluators read these
                 an image-text method declares ('image', 'tokens').
   evaluators    the in-run evaluations (functions of protocols/monitors.py): ('knn',);
                 an image-text method declares ('zero_shot',).
+  joint_image, joint_text  an image-text method's embeddings in the joint space (zero-shot).
 """
 
 import dataclasses
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 import optax
 
 from contrastive_jax import losses
-from contrastive_jax.models import heads, networks, resnet
+from contrastive_jax.models import heads, networks, resnet, vit
 from contrastive_jax.sharding import DATA_AXIS as AXIS
 
 
@@ -75,6 +76,11 @@ class Method:
   # loss_from_embeddings(embed_for_loss(...)).
   embed_for_loss: Callable[..., Any] | None = None
   loss_from_embeddings: Callable[..., Any] | None = None
+  # Image-text methods (CLIP, SigLIP): embeddings in the joint space, read by zero-shot
+  # classification and image-text retrieval. joint_image(state, images) -> (b, d) and
+  # joint_text(state, tokens) -> (b, d), eval mode, no collectives; None for image-only methods.
+  joint_image: Callable[..., jax.Array] | None = None
+  joint_text: Callable[..., jax.Array] | None = None
 
 
 def encoder_subtree(method: Method, tree: dict) -> Any:
@@ -86,24 +92,36 @@ def encoder_subtree(method: Method, tree: dict) -> Any:
 
 def build_encoder(config, *, axis_name: str | None = AXIS) -> nn.Module:
   m = config.model
+  dtype = jnp.bfloat16 if m.get("dtype", "float32") == "bfloat16" else jnp.float32
+  if vit.is_vit(m.name):  # 'vit_s16', ...: no BatchNorm, so no axis name
+    return vit.get_encoder(
+      m.name, pool=m.get("pool", "cls"), posemb=m.get("posemb", "learn"), dtype=dtype
+    )
   return resnet.get_encoder(
     m.name,
     width=m.get("width", 1.0),
     stem=m.get("stem", "cifar"),
     norm=m.get("norm", "batch"),
     bn_axis_name=axis_name,
-    dtype=jnp.bfloat16 if m.get("dtype", "float32") == "bfloat16" else jnp.float32,
+    dtype=dtype,
   )
 
 
 def build_mlp(
-  hidden_dims, out_dim, *, last_bn=True, use_bn=True, axis_name: str | None = AXIS
+  hidden_dims,
+  out_dim,
+  *,
+  last_bn=True,
+  use_bn=True,
+  last_bn_scale=False,
+  axis_name: str | None = AXIS,
 ) -> nn.Module:
   return heads.MLP(
     hidden_dims=tuple(hidden_dims),
     out_dim=out_dim,
     use_bn=use_bn,
     last_bn=last_bn,
+    last_bn_scale=last_bn_scale,
     bn_axis_name=axis_name,
   )
 
@@ -118,6 +136,7 @@ def build_net(
     h.out_dim,
     last_bn=h.get("last_bn", True),
     use_bn=h.get("use_bn", True),
+    last_bn_scale=h.get("last_bn_scale", False),
     axis_name=axis_name,
   )
   pred = None
@@ -128,6 +147,7 @@ def build_net(
       p.out_dim,
       last_bn=p.get("last_bn", False),
       use_bn=p.get("use_bn", True),
+      last_bn_scale=p.get("last_bn_scale", False),
       axis_name=axis_name,
     )
   return networks.ContrastiveNet(
@@ -197,6 +217,39 @@ def collapse_std(z: jax.Array, axis_name: str | None = AXIS) -> jax.Array:
   )
 
 
+def per_view_bn(config, default: bool) -> bool:
+  """config.method_args.per_view_bn, else the method's official default (see apply_views)."""
+  value = config.method_args.get("per_view_bn", None)
+  if value is None:
+    return default
+  if not isinstance(value, bool):
+    raise ValueError(
+      f"config.method_args.per_view_bn={value!r} must be True (each view through the network "
+      f"separately, BN statistics per view) or False (both views in one forward)."
+    )
+  return value
+
+
+def apply_views(net: nn.Module, params, batch_stats, views, *, per_view: bool) -> tuple[dict, Any]:
+  """Train-mode forward of several views; outputs have the views' rows concatenated in order.
+
+  per_view=False: one forward of the concatenated views, one set of BatchNorm statistics over all
+  of them (SimCLR, tf2/model.py concatenates the views along the batch; SupContrast does too).
+  per_view=True: each view is its own forward, so BN normalises each view with its own statistics
+  (synchronised over the mesh when the net's BN has an axis name), as BYOL (byol_experiment.py
+  apply_once_fn per view), SimSiam (builder.py encoder(x1), encoder(x2)) and MoCo v3 (builder.py)
+  do. The running averages are updated once per view, in view order, as PyTorch's and Haiku's
+  sequential calls do.
+  """
+  if not per_view:
+    return apply_train(net, params, batch_stats, jnp.concatenate(list(views), axis=0))
+  outs = []
+  for v in views:
+    out, batch_stats = apply_train(net, params, batch_stats, v)
+    outs.append(out)
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *outs), batch_stats
+
+
 def two_views(batch) -> tuple[jax.Array, int]:
   """Concatenates the two views so both go through one forward pass (one set of BN statistics)."""
   return jnp.concatenate([batch["view1"], batch["view2"]], axis=0), batch["view1"].shape[0]
@@ -260,6 +313,14 @@ def init_target(variables: dict) -> dict:
 def apply_target(target_net: nn.Module, target: dict, images: jax.Array) -> tuple[dict, Any]:
   """Train-mode (synchronised BN) target forward; outputs carry no gradient."""
   out, stats = apply_train(target_net, target["params"], target["batch_stats"], images)
+  return jax.lax.stop_gradient(out), stats
+
+
+def apply_target_views(target_net: nn.Module, target: dict, views, *, per_view: bool):
+  """apply_views for the target network; outputs carry no gradient."""
+  out, stats = apply_views(
+    target_net, target["params"], target["batch_stats"], views, per_view=per_view
+  )
   return jax.lax.stop_gradient(out), stats
 
 
