@@ -1,37 +1,72 @@
-"""Orbax CheckpointManager wrapper: restore-latest-or-init, async save, keep the last K.
+"""Orbax CheckpointManager wrapper: check-then-restore, async save, keep the last K, checksums.
 
-Each checkpoint holds two items: `state` (the TrainState pytree, every leaf a global
-jax.Array; each process writes its shards) and `meta` (JSON: the config the run was started
-with, so a resume into a changed config can be detected).
+Each checkpoint `<dir>/<step>` holds two orbax items, `state` (the TrainState pytree, every leaf a
+global jax.Array; each process writes its shards) and `meta` (JSON: the config fingerprint the run
+was started with), plus `checksums.json` (SHA-256 and size of every file, written by process 0 once
+the save is final; orbax stores no checksums of its own).
+
+Restore order (`restore_latest_good`), newest step first, process 0 deciding for every process:
+  1. read `meta` and the array metadata (shapes, dtypes), verify the checksums: a read, format or
+     checksum failure marks the checkpoint corrupt -> try the next older one;
+  2. compare with this run (the caller's `check(meta)`, then array shapes): a difference raises
+     IncompatibleCheckpointError and touches nothing on disk;
+  3. restore the arrays on every process; a failure on any process marks the step corrupt for all.
+Corrupt checkpoints are moved to `<dir>_corrupt/` only once an older one restored (so their step
+can be written again); when none restores, NoRestorableCheckpointError lists them and nothing moves.
+Directories are epath paths: local or gs:// (orbax writes URIs natively).
 """
 
-import glob
+import errno
+import hashlib
+import json
 import logging
 import os
-import shutil
 import signal
 import time
-from typing import Any
 from collections.abc import Callable
+from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
-TMP_SUFFIX = (
-  ".orbax-checkpoint-tmp"  # orbax writes <step>.orbax-checkpoint-tmp-<t>, renamed when complete
-)
-CORRUPT_SUFFIX = "_corrupt"  # unreadable checkpoints are moved to <directory>_corrupt/<step>-<time>
+from contrastive_jax import agree, workdir as workdir_lib
+
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # local: orbax writes <step>.orbax-checkpoint-tmp-<t>, renames
+COMMIT_FILE = "commit_success.txt"  # object stores: orbax writes <step>/ in place, then this file
+CHECKSUMS = "checksums.json"
+CORRUPT_SUFFIX = "_corrupt"  # corrupt checkpoints are moved to <directory>_corrupt/<step>-<time>
 # Test hook: SIGKILL this process while the checkpoint of this step is being written.
 TEST_KILL_ENV = "CONTRASTIVE_JAX_TEST_SIGKILL_DURING_SAVE_AT_STEP"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_OK, _CORRUPT, _MISMATCH, _DONE = 0, 1, 2, 3
+
+
+class CorruptCheckpointError(Exception):
+  """A checkpoint's own files cannot be read, parsed or do not match their checksums."""
+
+
+class IncompatibleCheckpointError(ValueError):
+  """A readable checkpoint written by a different configuration."""
+
+
+class NoRestorableCheckpointError(RuntimeError):
+  """Checkpoints exist and none of them can be restored."""
+
+
+class CheckpointSaveError(RuntimeError):
+  """A save failed (disk full, quota, permissions); the previous checkpoint is intact."""
 
 
 class Checkpointer:
-  """Saves and restores the train state under `directory` (W/checkpoints)."""
+  """Saves and restores the train state under `directory` (W/checkpoints, local or a URI)."""
 
-  def __init__(
-    self, directory: str, *, keep: int = 3, save_every: int = 1000, async_save: bool = True
-  ):
-    self.directory = os.path.abspath(directory)
+  def __init__(self, directory, *, keep: int = 3, save_every: int = 1000, async_save: bool = True):
+    self.directory = (
+      directory if isinstance(directory, epath.Path) else workdir_lib.resolve(directory)
+    )
+    self._is_main = jax.process_index() == 0
     self._discard_incomplete()
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep,
@@ -41,7 +76,20 @@ class Checkpointer:
       cleanup_tmp_directories=True,
     )
     self._save_every = save_every
-    self._mgr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
+    self._unsummed: list[int] = []  # saved steps whose checksums are not written yet
+    self._previous: int | None = None  # the newest checkpoint before the pending save
+    # Handlers up front: item_metadata (array shapes before any restore) needs to know them.
+    self._mgr = ocp.CheckpointManager(
+      self.directory,
+      options=options,
+      item_handlers={
+        "state": ocp.StandardCheckpointHandler(),
+        "meta": ocp.JsonCheckpointHandler(),
+      },
+    )
+
+  def path(self, step: int) -> epath.Path:
+    return self.directory / str(step)
 
   def all_steps(self) -> list[int]:
     return sorted(self._mgr.all_steps())
@@ -49,20 +97,51 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mgr.latest_step()
 
+  # --------------------------------------------------------------------------- save
+
   def save(self, step: int, state: Any, meta: dict, *, force: bool = False) -> bool:
-    """Saves at multiples of save_every (or always with force). Returns whether it saved."""
+    """Saves at multiples of save_every (or always with force). Returns whether it saved.
+
+    Raises:
+      CheckpointSaveError: the write failed (e.g. disk full); earlier checkpoints are intact.
+    """
     if not force and (step % self._save_every):
       return False
+    self.wait()  # orbax waits for the previous save anyway; its errors and checksums land here
     if step in self._mgr.all_steps():
       return False
-    saved = self._mgr.save(
-      step,
-      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-      force=True,
-    )
+    previous = self.latest_step()
+    try:
+      saved = self._mgr.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=True,
+      )
+    except Exception as e:  # pylint: disable=broad-except
+      raise _save_error(step, self.directory, previous, e) from None
+    self._unsummed.append(step)
+    self._previous = previous
     if os.environ.get(TEST_KILL_ENV) == str(step):
       _die_while_writing(self.directory, step)
     return saved
+
+  def wait(self) -> None:
+    """Blocks until pending saves are final, then records their checksums."""
+    try:
+      self._mgr.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except  # an async write failed
+      step = self._unsummed[-1] if self._unsummed else -1
+      self._unsummed = []
+      raise _save_error(step, self.directory, self._previous, e) from None
+    for step in self._unsummed:
+      if self._is_main and self.path(step).exists():
+        try:
+          _write_checksums(self.path(step))
+        except OSError as e:
+          raise _save_error(step, self.directory, self._previous, e) from None
+    self._unsummed = []
+
+  # --------------------------------------------------------------------------- restore
 
   def restore_meta(self, step: int) -> dict:
     out = self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
@@ -75,56 +154,158 @@ class Checkpointer:
     )
     return out["state"]
 
-  def restore_latest_good(
-    self, abstract_state: Any, on_skip: Callable[[int, Exception], None] | None = None
-  ):
-    """Restores the newest checkpoint that loads; returns (step, state, meta) or None.
+  def verify(self, step: int) -> bool:
+    """Checks every file against checksums.json; False when the checkpoint has none (written
+    before checksums existed, or the run died between the save and its checksums).
 
-    A checkpoint that fails to load (truncated, corrupt, interrupted write) is reported
-    through `on_skip` and skipped, so a crash during a save never costs more than that save.
+    Raises:
+      CorruptCheckpointError: a file is missing, has another size or another SHA-256.
     """
+    root = self.path(step)
+    listing = root / CHECKSUMS
+    if not listing.exists():
+      return False
+    try:
+      expected = json.loads(listing.read_text())
+    except (ValueError, OSError) as e:
+      raise CorruptCheckpointError(f"{CHECKSUMS} unreadable: {e}") from None
     bad = []
-    found = None
-    for step in reversed(self.all_steps()):
-      try:
-        meta = self.restore_meta(step)
-        state = self.restore(step, abstract_state)
-        found = step, state, meta
-        break
-      except Exception as e:  # pylint: disable=broad-except
-        (on_skip or _log_skip)(step, e)
-        bad.append(step)
+    for rel, (size, digest) in sorted(expected.items()):
+      f = root / rel
+      if not f.exists():
+        bad.append(f"{rel} is missing")
+        continue
+      got = _digest(f)
+      if got != (size, digest):
+        bad.append(
+          f"{rel}: {got[0]} bytes, sha256 {got[1][:12]}... (saved: {size}, {digest[:12]}...)"
+        )
     if bad:
-      self._set_aside(bad)
-    return found
+      raise CorruptCheckpointError(
+        f"{len(bad)} file(s) differ from their checksums: " + "; ".join(bad[:3])
+      )
+    return True
+
+  def array_differences(self, step: int, abstract_state: Any) -> list[str]:
+    """Arrays whose shape or dtype in the checkpoint differs from `abstract_state` (metadata only)."""
+    saved = _flat_shapes(self._mgr.item_metadata(step)["state"])
+    now = _flat_shapes(abstract_state)
+    out = [
+      f"{k}: checkpoint has {saved[k]}, this config has {now[k]}"
+      for k in sorted(saved.keys() & now.keys())
+      if saved[k] != now[k]
+    ]
+    out += [f"{k}: only in the checkpoint" for k in sorted(saved.keys() - now.keys())]
+    out += [f"{k}: only in this config" for k in sorted(now.keys() - saved.keys())]
+    return out
+
+  def restore_latest_good(self, abstract_state: Any, check: Callable[[dict], None] | None = None):
+    """Restores the newest good checkpoint; returns (step, state, meta), or None when there is none.
+
+    Args:
+      abstract_state: ShapeDtypeStructs (with shardings) of the state this run builds.
+      check: called with a checkpoint's meta before its arrays are read; raises
+        IncompatibleCheckpointError when the checkpoint belongs to another configuration.
+
+    Raises:
+      IncompatibleCheckpointError: the newest readable checkpoint does not fit this run.
+      NoRestorableCheckpointError: checkpoints exist and none restores.
+    """
+    candidates = list(reversed(self.all_steps())) if self._is_main else []
+    failures: list[tuple[int, str]] = []
+    while True:
+      step, code, error = _DONE, _DONE, None
+      if self._is_main and candidates:
+        step = candidates.pop(0)
+        code, error = self._judge(step, abstract_state, check)
+      step, code = agree.from_main("checkpoint_judge", step, code)
+      if code == _DONE:
+        break
+      if code == _MISMATCH:
+        raise (
+          error
+          if error is not None
+          else IncompatibleCheckpointError(
+            f"Process 0 found the checkpoint of step {step} incompatible with this configuration "
+            f"(its log names the fields); nothing on disk was changed."
+          )
+        )
+      if code == _OK:
+        try:
+          state, meta, ok = self.restore(step, abstract_state), self.restore_meta(step), True
+        except Exception as e:  # pylint: disable=broad-except  # read or format failure
+          error, ok = e, False
+        if agree.all_true("checkpoint_restore", ok):
+          if failures:
+            self._set_aside([s for s, _ in failures])
+          return step, state, meta
+        code = _CORRUPT
+      why = f"{type(error).__name__}: {str(error)[:300]}" if error else "see process 0's log"
+      failures.append((step, why))
+      logging.warning(
+        "Checkpoint at step %d could not be restored (%s); trying an older one.", step, why
+      )
+    if not failures:
+      return None
+    raise NoRestorableCheckpointError(
+      f"None of the {len(failures)} checkpoint(s) in {os.fspath(self.directory)} can be restored:\n  "
+      + "\n  ".join(f"step {s}: {why}" for s, why in failures)
+      + "\nNothing was moved or deleted. To start over deliberately, use a new --workdir (or move "
+      "these checkpoints away); to recover, restore the files from a copy."
+    )
+
+  def _judge(self, step, abstract_state, check) -> tuple[int, Exception | None]:
+    """Process 0's verdict on one checkpoint from its metadata and checksums; reads no arrays."""
+    try:
+      meta = self.restore_meta(step)
+      verified = self.verify(step)
+      differences = self.array_differences(step, abstract_state)
+    except Exception as e:  # pylint: disable=broad-except  # unreadable files: corrupt
+      return _CORRUPT, e
+    if not verified:
+      logging.warning("Checkpoint at step %d has no %s; restoring it unverified.", step, CHECKSUMS)
+    try:
+      if check is not None:
+        check(meta)
+      if differences:
+        raise IncompatibleCheckpointError(
+          f"The checkpoint of step {step} in {os.fspath(self.directory)} has arrays of other "
+          f"shapes than this configuration builds:\n  "
+          + "\n  ".join(differences[:10])
+          + (f"\n  ... and {len(differences) - 10} more" if len(differences) > 10 else "")
+          + "\nNothing on disk was changed. Use a new --workdir for the new configuration, or "
+          "restore the old values."
+        )
+    except IncompatibleCheckpointError as e:
+      return _MISMATCH, e
+    return _OK, None
 
   def _set_aside(self, steps: list[int]) -> None:
-    """Moves unreadable checkpoints to <directory>_corrupt/ so the run can save those steps again."""
-    if jax.process_index() == 0:
+    """Moves corrupt checkpoints to <directory>_corrupt/ so the run can save those steps again."""
+    if self._is_main:
       for step in steps:
-        dest = os.path.join(self.directory + CORRUPT_SUFFIX, f"{step}-{int(time.time())}")
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        shutil.move(os.path.join(self.directory, str(step)), dest)
+        dest = epath.Path(os.fspath(self.directory) + CORRUPT_SUFFIX) / f"{step}-{int(time.time())}"
+        _move_tree(self.path(step), dest)
         logging.warning(
-          "Moved the unreadable checkpoint of step %d to %s (kept for inspection).", step, dest
+          "Moved the corrupt checkpoint of step %d to %s (kept for inspection).", step, dest
         )
-    _sync("checkpoint_set_aside")
+    agree.sync("checkpoint_set_aside")
     self._mgr.reload()
 
   def _discard_incomplete(self) -> None:
     """Removes partial writes (a save interrupted by a crash or SIGKILL), saying so."""
-    tmps = sorted(glob.glob(os.path.join(self.directory, f"*{TMP_SUFFIX}*")))
+    tmps = _incomplete(self.directory)
     if tmps:
       logging.warning(
         "Ignoring %d incomplete checkpoint write(s), interrupted before they were "
         "finalised: %s. Removing them; resuming from the last complete checkpoint.",
         len(tmps),
-        ", ".join(os.path.basename(t) for t in tmps),
+        ", ".join(t.name for t in tmps),
       )
-      if jax.process_index() == 0:
+      if self._is_main:
         for t in tmps:
-          shutil.rmtree(t, ignore_errors=True)
-    _sync("checkpoint_discard_incomplete")
+          t.rmtree(missing_ok=True)
+    agree.sync("checkpoint_discard_incomplete")
 
   def due(self, step: int) -> bool:
     """Whether save(step) will write a periodic checkpoint."""
@@ -134,45 +315,111 @@ class Checkpointer:
     """Path of the newest checkpoint once pending writes finished, or a note that there is none."""
     self.wait()
     step = self.latest_step()
-    return (
-      os.path.join(self.directory, str(step)) if step is not None else "none (no checkpoint yet)"
-    )
-
-  def wait(self) -> None:
-    self._mgr.wait_until_finished()
+    return os.fspath(self.path(step)) if step is not None else "none (no checkpoint yet)"
 
   def close(self) -> None:
-    self._mgr.wait_until_finished()
-    self._mgr.close()
+    """Waits for pending saves and closes; a failure is logged, not raised (close runs in `finally`
+    blocks, where it must not replace the error that ended the run; callers `wait()` first)."""
+    try:
+      self.wait()
+    except CheckpointSaveError as e:
+      logging.error("%s", e)
+    try:
+      self._mgr.close()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.error("Closing the checkpoint manager failed: %s: %s", type(e).__name__, e)
 
 
-def _sync(name: str) -> None:
-  """A barrier of all processes through the coordination service (orbax's long timeout), not a
-  device collective: at start-up processes may arrive minutes apart, which gloo would not wait for."""
-  if jax.process_count() > 1:
-    barrier = ocp.multihost.get_barrier_sync_fn()
-    barrier(key=f"contrastive_jax_{name}", timeout_ms=30 * 60 * 1000)
+# ----------------------------------------------------------------------------- helpers
 
 
-def _die_while_writing(directory: str, step: int) -> None:
-  """Test hook: SIGKILL once the tmp directory of `step` has files in it (a save cut short)."""
-  pattern = os.path.join(directory, f"{step}{TMP_SUFFIX}*", "**", "*")
+def _save_error(step: int, directory, previous: int | None, e: Exception) -> CheckpointSaveError:
+  full = isinstance(e, OSError) and e.errno in _DISK_FULL or "No space left" in str(e)
+  kept = (
+    f"the checkpoint of step {previous} is intact and the next start resumes from it"
+    if previous is not None
+    else "no earlier checkpoint exists"
+  )
+  return CheckpointSaveError(
+    f"Could not write the checkpoint of step {step} to {os.fspath(directory)} "
+    f"({'disk full: ' if full else ''}{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+    f"{kept}. Free space (or fix the error) and run the same command again."
+  )
+
+
+def _flat_shapes(tree: Any) -> dict[str, tuple]:
+  """{'params/encoder/conv/kernel': (shape, dtype)} for arrays and orbax ArrayMetadata alike."""
+
+  def is_leaf(x):
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)[0]:
+    if not is_leaf(leaf):
+      continue
+    name = "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+    out[name] = (tuple(leaf.shape), str(np.dtype(leaf.dtype)))
+  return out
+
+
+def _digest(f: epath.Path) -> tuple[int, str]:
+  h, size = hashlib.sha256(), 0
+  with f.open("rb") as fh:
+    while chunk := fh.read(1 << 22):
+      h.update(chunk)
+      size += len(chunk)
+  return size, h.hexdigest()
+
+
+def _files(root: epath.Path) -> list[str]:
+  out = []
+  for top, _, names in root.walk():
+    rel = os.fspath(top)[len(os.fspath(root)) :].strip("/")
+    out += [f"{rel}/{n}" if rel else n for n in names]
+  return sorted(out)
+
+
+def _write_checksums(root: epath.Path) -> None:
+  sums = {rel: list(_digest(root / rel)) for rel in _files(root) if rel != CHECKSUMS}
+  workdir_lib.write_text(root / CHECKSUMS, json.dumps(sums, indent=1, sort_keys=True))
+
+
+def _incomplete(directory: epath.Path) -> list[epath.Path]:
+  if not directory.exists():
+    return []
+  out = []
+  for p in directory.iterdir():
+    if TMP_SUFFIX in p.name:
+      out.append(p)
+    elif workdir_lib.is_uri(directory) and p.name.isdigit() and not (p / COMMIT_FILE).exists():
+      out.append(p)
+  return sorted(out, key=lambda p: p.name)
+
+
+def _move_tree(src: epath.Path, dest: epath.Path) -> None:
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  if not workdir_lib.is_uri(src):
+    os.rename(os.fspath(src), os.fspath(dest))
+    return
+  for rel in _files(src):  # object stores have no directory rename: copy, then delete
+    (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+    (src / rel).copy(dest / rel)
+  src.rmtree()
+
+
+def _die_while_writing(directory: epath.Path, step: int) -> None:
+  """Test hook: SIGKILL once the write of `step` has files on disk but is not final."""
   deadline = time.time() + 30
   while time.time() < deadline:
-    if glob.glob(pattern, recursive=True):
-      break
+    try:
+      pending = [p for p in _incomplete(directory) if p.name.split(".")[0] == str(step)]
+      if any(_files(p) for p in pending):
+        break
+    except OSError:  # the write renamed or created a directory while it was being listed
+      pass
     time.sleep(0.001)
   logging.warning("Test hook: SIGKILL during the checkpoint write of step %d.", step)
   os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _log_skip(step: int, e: Exception) -> None:
-  logging.warning(
-    "Checkpoint at step %d could not be restored (%s: %s); trying an older one.",
-    step,
-    type(e).__name__,
-    str(e)[:300],
-  )
 
 
 def abstract_like(tree: Any) -> Any:

@@ -1,9 +1,19 @@
-"""Metric writing (TensorBoard + metrics.jsonl, process 0 only) and the console progress line."""
+"""Metric writing (TensorBoard + metrics.jsonl, process 0 only) and the console progress line.
+
+Workdirs are epath paths (local or a URI such as gs://bucket/run; see contrastive_jax/workdir.py).
+metrics.jsonl is an `Appender`: appended and flushed locally, rewritten whole on each write on an
+object store, so a kill never loses more than the row being written. TensorBoard event files are
+written by tf.summary into a local directory (the workdir's tensorboard/ for local workdirs; a
+temporary one for URIs, whose event files are copied whole to W/tensorboard/ after every flush), so
+the same code serves any scheme epath serves.
+"""
 
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any
 from collections.abc import Mapping
@@ -11,9 +21,15 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 
+from contrastive_jax import workdir as workdir_lib
+
 
 def _scalar(v: Any) -> float:
   return float(np.asarray(v))
+
+
+def _path(p):
+  return workdir_lib.resolve(p) if isinstance(p, str) else p
 
 
 class MetricWriter:
@@ -23,19 +39,26 @@ class MetricWriter:
   JSON lines are written.
   """
 
-  def __init__(self, workdir: str, *, enabled: bool | None = None):
+  def __init__(self, workdir, *, enabled: bool | None = None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._tb = None
     self._jsonl = None
+    self._staging = None
     if not self.enabled:
       return
-    os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    workdir = _path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    self._jsonl = workdir_lib.Appender(workdir / "metrics.jsonl")
+    self._tb_dest = workdir / "tensorboard"
+    tb_dir = os.fspath(self._tb_dest)
+    if workdir_lib.is_uri(workdir):
+      self._staging = tempfile.mkdtemp(prefix="contrastive_jax_tb_")
+      tb_dir = self._staging
     try:
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
       self._tf = tf
-      self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+      self._tb = tf.summary.create_file_writer(tb_dir)
     except ImportError:
       self._tb = None
 
@@ -45,19 +68,33 @@ class MetricWriter:
     row = {"step": int(step)}
     row.update({k: _scalar(v) for k, v in metrics.items()})
     self._jsonl.write(json.dumps(row) + "\n")
-    self._jsonl.flush()
     if self._tb is not None:
       with self._tb.as_default():
         for k, v in row.items():
           if k != "step" and math.isfinite(v):
             self._tf.summary.scalar(k, v, step=int(step))
       self._tb.flush()
+      self._mirror()
+
+  def _mirror(self) -> None:
+    """Copies the staged event files to the workdir URI (whole objects; no append there)."""
+    if self._staging is None:
+      return
+    self._tb_dest.mkdir(parents=True, exist_ok=True)
+    for name in os.listdir(self._staging):
+      with open(os.path.join(self._staging, name), "rb") as f:
+        (self._tb_dest / name).write_bytes(f.read())
 
   def close(self) -> None:
     if self._jsonl:
       self._jsonl.close()
     if self._tb is not None:
       self._tb.close()
+      self._mirror()
+      self._tb = None
+    if self._staging is not None:
+      shutil.rmtree(self._staging, ignore_errors=True)
+      self._staging = None
 
 
 class Progress:
@@ -106,21 +143,16 @@ def _fmt_time(s: float) -> str:
   )
 
 
-def write_json(path: str, obj: Mapping[str, Any]) -> None:
-  """Atomically writes a JSON file (write to .tmp, then rename): a crash never leaves half a file."""
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+def write_json(path, obj: Mapping[str, Any]) -> None:
+  """Writes a JSON file whole (tmp + rename locally, one object upload on a URI): a crash never
+  leaves half a file. `path`: str or epath.Path."""
+  workdir_lib.write_text(_path(path), json.dumps(obj, indent=2, sort_keys=True))
 
 
-def update_results(workdir: str, new: Mapping[str, Any]) -> dict:
+def update_results(workdir, new: Mapping[str, Any]) -> dict:
   """Merges numbers into W/results.json (process 0)."""
-  path = os.path.join(workdir, "results.json")
-  results = {}
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      results = json.load(f)
+  path = _path(workdir) / "results.json"
+  results = json.loads(path.read_text()) if path.exists() else {}
   results.update(
     {k: (v if isinstance(v, (str, int, list, dict)) else _scalar(v)) for k, v in new.items()}
   )

@@ -14,14 +14,19 @@ from typing import Any
 import jax
 
 from contrastive_jax import (
+  agree,
   checkpoint,
+  fingerprint as fingerprint_lib,
   grad_cache,
+  joblock,
   metrics as metrics_lib,
   methods,
   nonfinite,
   optim,
   preemption,
   sharding,
+  validate,
+  workdir as workdir_lib,
 )
 from contrastive_jax import step as step_lib
 from contrastive_jax.data import source
@@ -46,59 +51,9 @@ def resolve_schedule(config, train_size: int) -> tuple[int, int]:
   return steps_per_epoch, max(1, int(math.ceil(config.total_epochs * steps_per_epoch)))
 
 
-def config_fingerprint(config) -> dict:
-  """The fields a checkpoint cannot be resumed across (anything else may change, and is reported)."""
-  return {
-    "method": config.method,
-    "model": config.model.to_dict(),
-    "head": config.head.to_dict(),
-    "batch_size": config.batch_size,
-    "dataset": config.dataset,
-    "seed": config.seed,
-    "image_size": config.image_size,
-    "method_args": config.method_args.to_dict(),
-  }
-
-
-def check_resume(saved: dict, config, total_steps: int) -> None:
-  """Fails when the checkpoint was made by a different run; allows more steps and logging changes."""
-  now = json.loads(json.dumps(config_fingerprint(config)))
-  old = saved.get("fingerprint", {})
-  diffs = [
-    f"{k}: checkpoint has {old.get(k)!r}, config has {now[k]!r}"
-    for k in now
-    if k in old and old[k] != now[k]
-  ]
-  if diffs:
-    raise ValueError(
-      "The checkpoint in this workdir was written by a different configuration:\n  "
-      + "\n  ".join(diffs)
-      + "\nUse a new --workdir for the new configuration, or restore the old values."
-    )
-  if saved.get("total_steps") not in (None, total_steps):
-    logging.warning(
-      "Resuming with total_steps %s (checkpoint was made with %s): the LR schedule "
-      "is stretched from here on.",
-      total_steps,
-      saved.get("total_steps"),
-    )
-  changed = _changed_fields(saved.get("config", {}), json.loads(config.to_json()))
-  if changed:
-    logging.warning(
-      "Resuming with changed settings (safe to change; the run continues): %s.",
-      "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed),
-    )
-
-
-def _changed_fields(old: dict, new: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
-  out = []
-  for k in sorted(set(old) | set(new)):
-    a, b = old.get(k), new.get(k)
-    if isinstance(a, dict) and isinstance(b, dict):
-      out += _changed_fields(a, b, f"{prefix}{k}.")
-    elif a != b:
-      out.append((f"{prefix}{k}", a, b))
-  return out
+# The resume check lives in contrastive_jax/fingerprint.py; these names stay for callers.
+config_fingerprint = fingerprint_lib.fingerprint
+check_resume = fingerprint_lib.check_resume
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -115,31 +70,49 @@ def run_monitors(method, state, config, mesh, data) -> dict:
 # ----------------------------------------------------------------------------- the loop
 
 
-def check_workdir(workdir: str) -> None:
+def check_workdir(workdir) -> None:
   """Fails before any training when this process cannot write to workdir (checkpoints, logs)."""
-  probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    with open(probe, "w", encoding="utf-8") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
-    raise PermissionError(
-      f"--workdir={workdir!r} cannot be written ({type(e).__name__}: {e}). Checkpoints and logs go "
-      f"there: pass a --workdir this user can write to."
-    ) from None
+  path = workdir if not isinstance(workdir, str) else workdir_lib.resolve(workdir)
+  workdir_lib.check_writable(path, jax.process_index())
+
+
+def take_lock(workdir) -> joblock.Lock | None:
+  """Process 0 takes the workdir lock; every process raises when it is refused (one job per
+  workdir, see contrastive_jax/joblock.py). Returns the lock on process 0, None elsewhere."""
+  lock, error = None, None
+  if jax.process_index() == 0:
+    lock = joblock.Lock(workdir)
+    try:
+      lock.acquire()
+    except joblock.WorkdirLockedError as e:
+      lock, error = None, e
+  (refused,) = agree.from_main("workdir_lock", int(error is not None))
+  if refused:
+    raise error or joblock.WorkdirLockedError(
+      f"Another job holds the workdir {os.fspath(workdir)} (process 0's log names it)."
+    )
+  return lock
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Pre-trains config.method; resumes from workdir; returns the final results dict.
 
-  Fault tolerance (docs/fault_tolerance.md): on SIGTERM or a preemption notice every process saves
-  the same step and this returns {'preempted': True, ...}; a non-finite step is never saved (see
-  contrastive_jax/nonfinite.py); unreadable or half-written checkpoints are skipped on restart.
+  Order: config validation (no data, no compilation), the workdir (local or a URI) and its job
+  lock, data and model, then checkpoint metadata and the config fingerprint, and only then the
+  arrays. Fault tolerance: docs/fault_tolerance.md.
   """
+  validate.check(config)
+  path = workdir_lib.resolve(workdir)
+  check_workdir(path)
+  lock = take_lock(path)
+  try:
+    return _train(config, path, lock)
+  finally:
+    if lock is not None:
+      lock.release()
 
-  workdir = os.path.abspath(workdir)
-  check_workdir(workdir)
+
+def _train(config, workdir, lock) -> dict:
   is_main = jax.process_index() == 0
   mesh = sharding.make_mesh()
   sharding.check_batch_size(config.batch_size)
@@ -154,22 +127,33 @@ def train_and_evaluate(config, workdir: str) -> dict:
   )
   state = step_lib.create_state(method, tx, config, mesh, data.image_shape)
   ckpt = checkpoint.Checkpointer(
-    os.path.join(workdir, "checkpoints"),
+    workdir / "checkpoints",
     keep=config.keep_checkpoints,
     save_every=config.checkpoint_every_steps,
   )
-  restored = ckpt.restore_latest_good(checkpoint.abstract_like(state))
+  try:
+    # Metadata and fingerprint first, arrays last; raises rather than start over (checkpoint.py).
+    restored = ckpt.restore_latest_good(
+      checkpoint.abstract_like(state),
+      check=lambda saved: fingerprint_lib.check_resume(saved, config, total_steps, data),
+    )
+  except BaseException:
+    ckpt.close()
+    raise
   skipped = 0
   if restored is not None:
     step0, state, meta = restored
-    check_resume(meta, config, total_steps)
     skipped = int(meta.get("skipped_steps", 0))
     if is_main:
-      print(f"Resumed from {ckpt.directory}/{step0} at step {step0}.", flush=True)
+      print(f"Resumed from {os.fspath(ckpt.path(step0))} at step {step0}.", flush=True)
   if is_main:  # after the resume check: a refused config must not overwrite the run's config.json
-    metrics_lib.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    metrics_lib.write_json(workdir / "config.json", json.loads(config.to_json()))
+    if data.class_names is not None:  # folder datasets: the one class map (data/folder.py)
+      metrics_lib.write_json(
+        workdir / "class_map.json", {name: i for i, name in enumerate(data.class_names)}
+      )
   meta = {
-    "fingerprint": config_fingerprint(config),
+    "fingerprint": fingerprint_lib.fingerprint(config, data),
     "total_steps": total_steps,
     "config": json.loads(config.to_json()),
   }
@@ -204,6 +188,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
       step += 1
       pending.append((step, m))
       stop = watcher.should_stop(step)
+      if lock is not None and lock.lost:
+        raise joblock.WorkdirLockedError(
+          f"Another job took over the workdir lock {os.fspath(lock.path)}; stopping so the two "
+          f"jobs do not overwrite each other's checkpoints."
+        )
       log_now = step % config.log_every_steps == 0 or step == total_steps
       if log_now or stop or ckpt.due(step):
         # Every step's non-finite flag is checked before anything is logged or saved.
@@ -220,7 +209,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       ckpt.save(step, state, meta, force=stop)
       if stop:
         ckpt.wait()
-        where = os.path.join(ckpt.directory, str(step))
+        where = os.fspath(ckpt.path(step))
         logging.warning(
           "Preempted: saved the checkpoint of step %d to %s; exiting. Run the same "
           "command again to resume from there.",
@@ -232,6 +221,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       if eval_every and step % eval_every == 0 and step < total_steps:
         writer.write(step, run_monitors(method, state, config, mesh, data))
     ckpt.save(step, state, meta, force=True)
+    ckpt.wait()  # a failed final write raises here, not hidden in close()
     train_time = time.time() - t_start
     final = run_monitors(method, state, config, mesh, data)
     writer.write(step, final)

@@ -103,7 +103,7 @@ def dataset_info(
     name
   ):  # 'folder:/root': decoded images of a user's class-per-directory folder
     return (
-      len(folder.classes(name)),
+      len(folder.classes(name, _get(config, "train_split", "train"))),
       (None, None, 3),
       {
         s: num_examples(config, s)
@@ -131,7 +131,9 @@ def num_examples(cfg: Any, split: str) -> int:
       )
     return sizes[base]
   if folder.is_folder(cfg.dataset):
-    return len(_folder_arrays(cfg, split)[1])
+    if _folder_in_memory(cfg, split, _get(cfg, "cache", None)):
+      return len(_folder_arrays(cfg, split)[1])
+    return len(folder.list_files(cfg.dataset, split, _get(cfg, "train_split", "train"))[0])
   return int(_builder(cfg.dataset, _get(cfg, "data_dir")).info.splits[split].num_examples)
 
 
@@ -178,10 +180,47 @@ def synthetic_arrays(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
   return (img * 255).round().astype(np.uint8), labels
 
 
+def _folder_size(cfg: Any) -> int:
+  return int(_get(cfg, "image_size", None) or _get(_get(cfg, "aug", {}), "image_size", 32))
+
+
 def _folder_arrays(cfg: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-  size = int(_get(cfg, "image_size", None) or _get(_get(cfg, "aug", {}), "image_size", 32))
-  images, labels, _ = folder.load(cfg.dataset, split, size)
+  train_split = _get(cfg, "train_split", "train")
+  images, labels, _ = folder.load(cfg.dataset, split, _folder_size(cfg), train_split)
   return images, labels
+
+
+def _folder_in_memory(cfg: Any, split: str, cache: bool | None) -> bool:
+  """Folders are decoded into memory unless cache=False or the decoded split exceeds the limit."""
+  if cache is False:
+    return False
+  paths = folder.list_files(cfg.dataset, split, _get(cfg, "train_split", "train"))[0]
+  return len(paths) * _folder_size(cfg) ** 2 * 3 <= _CACHE_LIMIT_BYTES
+
+
+def reader(cfg: Any, split: str | None = None) -> str:
+  """'memory' or 'streaming': which reader pretrain_dataset uses for `split` (default train)."""
+  split = split or _get(cfg, "train_split", "train")
+  cache = _get(cfg, "cache", None)
+  if cfg.dataset == SYNTHETIC:
+    return "memory"
+  if folder.is_folder(cfg.dataset):
+    return "memory" if _folder_in_memory(cfg, split, cache) else "streaming"
+  builder = _builder(cfg.dataset, _get(cfg, "data_dir"))
+  shape = tuple(builder.info.features["image"].shape)
+  if None in shape:
+    return "streaming"  # as _Shard: variable-size images cannot be stacked
+  if cache is None:  # as _Shard: this process's shard decoded fits the limit
+    n = int(builder.info.splits[split].num_examples) // _process_defaults(None, None)[1]
+    return "memory" if n * int(np.prod(shape)) <= _CACHE_LIMIT_BYTES else "streaming"
+  return "memory" if cache else "streaming"
+
+
+def version(cfg: Any) -> str | None:
+  """The TFDS version of cfg.dataset (None for synthetic and folder datasets)."""
+  if cfg.dataset == SYNTHETIC or folder.is_folder(cfg.dataset):
+    return None
+  return str(_builder(cfg.dataset, _get(cfg, "data_dir")).info.version)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,6 +243,7 @@ class _Shard:
       )
     self.images = self.labels = None
     self.builder = self.subsplit = None
+    self.folder_paths = None
     if cfg.dataset == SYNTHETIC:
       total = num_examples(cfg, split)
       start, end = _shard_range(total, process_index, process_count)
@@ -212,9 +252,17 @@ class _Shard:
       self.offset, self.n = start, end - start
       return
     if folder.is_folder(cfg.dataset):
-      images, labels = _folder_arrays(cfg, split)
+      if _folder_in_memory(cfg, split, cache):
+        images, labels = _folder_arrays(cfg, split)
+      else:  # a file list; decoding happens in the tf.data map (parallel)
+        images, labels = folder.stream(cfg.dataset, split, _get(cfg, "train_split", "train"))
+        self.folder_size = _folder_size(cfg)
       start, end = _shard_range(len(labels), process_index, process_count)
-      self.images, self.labels = images[start:end], labels[start:end]
+      self.labels = labels[start:end]
+      if images.dtype == object:
+        self.folder_paths = images[start:end].astype(str)
+      else:
+        self.images = images[start:end]
       self.offset, self.n = start, end - start
       return
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -250,7 +298,10 @@ class _Shard:
     return self.images is not None
 
   def encoded(self) -> tf.data.Dataset:
-    """(encoded image bytes, label) records of the shard, in split order (streaming reader only)."""
+    """(encoded image bytes, label) records of the shard, in split order (streaming reader only);
+    for a folder, (file path, label): the path is read in `decode`."""
+    if self.folder_paths is not None:
+      return tf.data.Dataset.from_tensor_slices((self.folder_paths, self.labels))
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     ds = self.builder.as_dataset(
@@ -259,6 +310,8 @@ class _Shard:
     return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
 
   def decode(self, encoded: tf.Tensor) -> tf.Tensor:
+    if self.folder_paths is not None:
+      return folder.decode(tf.io.read_file(encoded), self.folder_size)
     return self.builder.info.features["image"].decode_example(encoded)
 
 
@@ -383,7 +436,7 @@ def pretrain_dataset(
       "label": tf.cast(label, tf.int32),
     }
 
-  ds = ds.map(load)
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)  # parallel decoding
   ds = ds.map(views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   return ds.with_options(_options()), n
@@ -467,6 +520,10 @@ def eval_iterator(
 
   if shard.in_memory:
     ds = tf.data.Dataset.from_tensor_slices((shard.images, shard.labels))
+  elif shard.folder_paths is not None:
+    ds = shard.encoded().map(
+      lambda path, lb: (shard.decode(path), lb), num_parallel_calls=tf.data.AUTOTUNE
+    )
   else:
     ds = shard.builder.as_dataset(split=shard.subsplit, shuffle_files=False)
     ds = ds.map(lambda ex: (ex["image"], ex["label"]))

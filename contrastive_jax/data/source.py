@@ -2,7 +2,7 @@
 
 import jax
 
-from contrastive_jax.data import pipeline
+from contrastive_jax.data import folder, pipeline
 
 
 class DataSource:
@@ -16,6 +16,12 @@ class DataSource:
     self.image_shape = (config.image_size, config.image_size, 3)
     self.train_size = pipeline.num_examples(config, config.train_split)  # 'train[:90%]' works too
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
+    # Folder datasets: labels are indices into the training split's classes (data/folder.py).
+    self.class_names = (
+      list(folder.classes(config.dataset, config.train_split))
+      if folder.is_folder(config.dataset)
+      else None
+    )
     self.local_batch = config.batch_size // self.process_count
 
   def train_batches(self, start_step: int = 0):
