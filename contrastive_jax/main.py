@@ -50,9 +50,9 @@ def main(argv):
 
     results = train.train_and_evaluate(config, _WORKDIR.value)
   elif config.mode in ("linear_eval", "finetune"):
-    from contrastive_jax.evaluators import run as eval_run  # pylint: disable=g-import-not-at-top
+    from contrastive_jax.protocols import evaluate  # pylint: disable=g-import-not-at-top
 
-    results = eval_run.evaluate(config, _WORKDIR.value)
+    results = evaluate.evaluate(config, _WORKDIR.value)
   elif config.mode == "sweep":
     from contrastive_jax.batch_scaling import sweep  # pylint: disable=g-import-not-at-top
 

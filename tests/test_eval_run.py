@@ -1,4 +1,4 @@
-"""evaluators.run end to end on a tiny pre-training workdir: linear eval (features and augmented), fine-tuning,
+"""protocols.evaluate end to end on a tiny pre-training workdir: linear eval (features and augmented), fine-tuning,
 figures, results.json keys, subset file re-use, frozen encoder, random init.
 
 The module fixture pre-trains once (train.train_and_evaluate, 4 steps); without the slow tests this
@@ -13,8 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from contrastive_jax import sharding, train
-from contrastive_jax.evaluators import finetune, pretrained, run
+from contrastive_jax import pretrained, sharding, train
+from contrastive_jax.data import eval_views, subsets
+from contrastive_jax.protocols import evaluate, finetune, linear_eval
 from tests import helpers
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +61,8 @@ def test_load_restores_checkpoint(pretrain_dir):
   assert loaded.step == 4 and not loaded.random_init
   rand = pretrained.load(pretrain_dir, random_init=True)
   assert rand.step == 0 and rand.random_init
-  a, b = pretrained.encoder_fingerprint(loaded.state), pretrained.encoder_fingerprint(rand.state)
+  a = pretrained.encoder_fingerprint(loaded.method, loaded.state)
+  b = pretrained.encoder_fingerprint(rand.method, rand.state)
   assert a.shape == b.shape and not np.allclose(a, b)
   # The fallback (checkpoint's own tree metadata, for an optimiser state of another structure)
   # agrees.
@@ -69,9 +71,10 @@ def test_load_restores_checkpoint(pretrain_dir):
   ckpt.close()
   np.testing.assert_array_equal(
     pretrained.encoder_fingerprint(
+      loaded.method,
       pretrained.TrainState(
         step=0, params=raw["params"], batch_stats=raw["batch_stats"], opt_state={}, extras={}, rng=0
-      )
+      ),
     ),
     a,
   )
@@ -107,7 +110,7 @@ def test_load_never_writes_to_pretrain_workdir(pretrain_dir, tmp_path):
 def test_linear_eval_features_end_to_end(pretrain_dir, tmp_path):
   w2 = str(tmp_path / "lin")
   cfg = _eval_config("linear_eval", pretrain_dir, export_split="test")
-  res = run.evaluate(cfg, w2)
+  res = evaluate.evaluate(cfg, w2)
   with open(os.path.join(w2, "results.json")) as f:
     saved = json.load(f)
   for key in (
@@ -152,13 +155,13 @@ def test_linear_augmented_keeps_encoder_frozen(pretrain_dir):
   )
   mesh = sharding.make_mesh()
   loaded = pretrained.load(pretrain_dir, mesh=mesh)
-  before = pretrained.encoder_fingerprint(loaded.state)
+  before = pretrained.encoder_fingerprint(loaded.method, loaded.state)
   all_before = [
     np.asarray(x) for x in jax.tree.leaves((loaded.state.params, loaded.state.batch_stats))
   ]
-  data_cfg = run.data_config(cfg, loaded.config)
-  tx, ty, tid = run.split_features(loaded, data_cfg, "train", mesh, 64)
-  probe = run.linear_augmented(
+  data_cfg = eval_views.data_config(cfg, loaded.config)
+  tx, ty, tid = linear_eval.split_features(loaded, data_cfg, "train", mesh, 64)
+  probe = linear_eval.linear_augmented(
     cfg, loaded, data_cfg, 10, mesh, tid[:200], tx[:200], tx[200:], ty[200:]
   )
   top1, top5 = probe.evaluate(tx[200:], ty[200:])
@@ -166,18 +169,18 @@ def test_linear_augmented_keeps_encoder_frozen(pretrain_dir):
   assert (
     probe.params["kernel"].shape == (tx.shape[1], 10) and np.abs(probe.params["kernel"]).sum() > 0
   )
-  np.testing.assert_array_equal(before, pretrained.encoder_fingerprint(loaded.state))
+  np.testing.assert_array_equal(before, pretrained.encoder_fingerprint(loaded.method, loaded.state))
   after = [np.asarray(x) for x in jax.tree.leaves((loaded.state.params, loaded.state.batch_stats))]
   for a, b in zip(all_before, after):
     np.testing.assert_array_equal(a, b)
   # Nearest neighbours of given images: a training image finds itself first.
-  idx, sims = run.nearest_neighbour_images(
-    loaded, run.images_at(data_cfg, "train", [3, 7]), tx, mesh, k=3
+  idx, sims = linear_eval.nearest_neighbour_images(
+    loaded, eval_views.images_at(data_cfg, "train", [3, 7]), tx, mesh, k=3
   )
   assert idx.shape == (2, 3) and idx[0, 0] == 3 and idx[1, 0] == 7 and sims[0, 0] > 0.999
   # And the restored checkpoint itself is unchanged.
   np.testing.assert_array_equal(
-    before, pretrained.encoder_fingerprint(pretrained.load(pretrain_dir).state)
+    before, pretrained.encoder_fingerprint(loaded.method, pretrained.load(pretrain_dir).state)
   )
 
 
@@ -191,7 +194,7 @@ def test_linear_eval_augmented_end_to_end(pretrain_dir, tmp_path):
     retrieval=False,
     plots=False,
   )
-  res = run.evaluate(cfg, w2)
+  res = evaluate.evaluate(cfg, w2)
   assert res["linear_mode"] == "augmented" and 0.0 <= res["linear_top1"] <= 1.0
 
 
@@ -199,7 +202,7 @@ def test_linear_eval_augmented_end_to_end(pretrain_dir, tmp_path):
 def test_finetune_subset_written_and_reused(pretrain_dir, tmp_path):
   w2 = str(tmp_path / "ft")
   cfg = _eval_config("finetune", pretrain_dir, label_fraction=0.1)
-  res = run.evaluate(cfg, w2)
+  res = evaluate.evaluate(cfg, w2)
   subset = os.path.join(w2, "subset_10pct_seed0.txt")
   assert os.path.exists(subset)
   ids = np.loadtxt(subset, comments="#", dtype=np.int64)
@@ -210,8 +213,8 @@ def test_finetune_subset_written_and_reused(pretrain_dir, tmp_path):
   # A hand-edited subset file is what the next run uses (the run repeats exactly from the file).
   with open(subset, "w") as f:
     f.write("# edited\n" + "".join(f"{i}\n" for i in range(0, 64, 2)))
-  images, labels, got = finetune.labelled_subset(
-    run.data_config(cfg, pretrained.load_config(pretrain_dir)), 0.1, 0, w2
+  images, labels, got = subsets.labelled_subset(
+    eval_views.data_config(cfg, pretrained.load_config(pretrain_dir)), 0.1, 0, w2
   )
   np.testing.assert_array_equal(got, np.arange(0, 64, 2))
   assert images.shape[0] == labels.shape[0] == 32
@@ -223,23 +226,31 @@ def test_finetune_changes_encoder_and_keeps_pretrained(pretrain_dir, tmp_path):
   cfg = _eval_config("finetune", pretrain_dir, **{"finetune.from_projection_layer": 1})
   mesh = sharding.make_mesh()
   loaded = pretrained.load(pretrain_dir, mesh=mesh)
-  before = pretrained.encoder_fingerprint(loaded.state)
+  before = pretrained.encoder_fingerprint(loaded.method, loaded.state)
   method = finetune.create_method(loaded.config, 10, from_projection_layer=1)
   v = method.init(jax.random.PRNGKey(0), np.zeros((2, 16, 16, 3), np.float32))
-  moved = finetune.transplant(v["params"], loaded.params)
+  moved = finetune.transplant(
+    v["params"], loaded.params, method=method, source_method=loaded.method
+  )
   assert set(moved) == {"encoder", "projector", "head"}
   np.testing.assert_array_equal(
     np.asarray(moved["projector"]["dense0"]["kernel"]),
     np.asarray(loaded.params["projector"]["dense0"]["kernel"]),
   )
-  res, state, _ = finetune.finetune(
-    cfg, loaded, run.data_config(cfg, loaded.config), 10, mesh, str(tmp_path), return_state=True
+  res, state, method = finetune.finetune(
+    cfg,
+    loaded,
+    eval_views.data_config(cfg, loaded.config),
+    10,
+    mesh,
+    str(tmp_path),
+    return_state=True,
   )
   assert res["finetune_10pct_steps"] == 3
   np.testing.assert_array_equal(
-    before, pretrained.encoder_fingerprint(loaded.state)
+    before, pretrained.encoder_fingerprint(loaded.method, loaded.state)
   )  # source not donated
-  tuned = pretrained.encoder_fingerprint(state)
+  tuned = pretrained.encoder_fingerprint(method, state)
   assert tuned.shape == before.shape and not np.allclose(tuned, before)  # the whole network trains
   assert np.abs(np.asarray(state.params["head"]["kernel"])).sum() > 0
   assert not np.allclose(
@@ -255,7 +266,7 @@ def test_random_init_linear_eval(pretrain_dir, tmp_path):
   cfg = _eval_config(
     "linear_eval", pretrain_dir, random_init=True, retrieval=False, plots=False, label_fraction=0.5
   )
-  res = run.evaluate(cfg, w2)
+  res = evaluate.evaluate(cfg, w2)
   assert res["random_init"] is True and res["pretrained_step"] == 0
   assert 0.0 <= res["linear_top1"] <= 1.0 and "knn_top1" in res
 
@@ -265,7 +276,7 @@ def test_config_errors(pretrain_dir, tmp_path):
     "linear_eval", pretrain_dir, **{"linear.mode": "bogus"}, retrieval=False, plots=False
   )
   with pytest.raises(ValueError, match="linear.mode"):
-    run.evaluate(cfg, str(tmp_path / "bad"))
+    evaluate.evaluate(cfg, str(tmp_path / "bad"))
   cfg = _eval_config("linear_eval", str(tmp_path))
   with pytest.raises(ValueError, match="config.json"):
-    run.evaluate(cfg, str(tmp_path / "bad2"))
+    evaluate.evaluate(cfg, str(tmp_path / "bad2"))

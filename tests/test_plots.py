@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from contrastive_jax.evaluators import plots
+from contrastive_jax.report import plots
 
 NAMES = ["cat", "dog", "ship"]
 

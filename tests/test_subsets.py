@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from contrastive_jax.evaluators import export, subsets
+from contrastive_jax.data import subsets
+from contrastive_jax.report import export
 
 
 def _labels():

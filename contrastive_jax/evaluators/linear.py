@@ -14,6 +14,9 @@ All pairs of the grid are trained at once: the training loop is one jitted lax.s
 vmapped over the grid, and every pair sees the same mini-batches. Softmax cross-entropy, zero init,
 cosine learning-rate decay to 0 over all steps, weight decay on the kernel only (not the bias).
 
+The pieces are public for the augmented probe (linear_augmented.py) and the protocols: make_tx,
+cross_entropy, grid_accuracy, select, predict, topk_accuracy.
+
 Cost: the train features live on the default device in float32 (50k x 512 is 100 MB; ImageNet-1k x
 2048 is 10 GB). On 2 CPU cores, 45k x 512 features, 10 classes, 6 pairs, 30 epochs at batch 1024
 plus the refit take about 20 s.
@@ -126,7 +129,16 @@ def _apply_normalizer(x, norm: dict):
   return (x - norm["mean"]) * norm["inv_std"]
 
 
-def _make_tx(optimizer: str, lr, weight_decay, total_steps: int):
+def make_tx(optimizer: str, lr, weight_decay, total_steps: int):
+  """The probe's optimiser: cosine decay of `lr` to 0 over total_steps; weight decay on the kernel only.
+
+  Args:
+    optimizer: 'sgd_nesterov' (momentum 0.9) or 'lars'.
+    lr: peak learning rate (may be traced: one per head of a vmapped grid).
+    weight_decay: L2 weight decay of the kernel (may be traced).
+    total_steps: length of the cosine schedule.
+  """
+
   def schedule(count):
     return lr * 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(count, total_steps) / total_steps))
 
@@ -141,7 +153,8 @@ def _make_tx(optimizer: str, lr, weight_decay, total_steps: int):
   )
 
 
-def _loss(params, x, y):
+def cross_entropy(params, x, y):
+  """Mean softmax cross-entropy of a linear head {'kernel', 'bias'} on normalised features x."""
   logits = x @ params["kernel"] + params["bias"]
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
@@ -158,7 +171,7 @@ def _fit_grid(x, y, lrs, wds, key, *, num_classes, epochs, batch_size, optimizer
   batches = order[:, : steps_per_epoch * batch_size].reshape(total, batch_size)
 
   def fit_one(lr, wd):
-    tx = _make_tx(optimizer, lr, wd, total)
+    tx = make_tx(optimizer, lr, wd, total)
     params = {
       "kernel": jnp.zeros((d, num_classes), jnp.float32),
       "bias": jnp.zeros((num_classes,), jnp.float32),
@@ -166,7 +179,7 @@ def _fit_grid(x, y, lrs, wds, key, *, num_classes, epochs, batch_size, optimizer
 
     def step(carry, idx):
       params, opt_state = carry
-      grads = jax.grad(_loss)(params, x[idx], y[idx])
+      grads = jax.grad(cross_entropy)(params, x[idx], y[idx])
       updates, opt_state = tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), None
 
@@ -188,8 +201,8 @@ def _correct_counts(kernel, bias, x, y):
 _grid_correct_counts = jax.jit(jax.vmap(_correct_counts, in_axes=(0, 0, None, None)))
 
 
-def _grid_accuracy(kernels, biases, x, y) -> np.ndarray:
-  """(grid, 2) top1/top5 accuracies, chunked over examples."""
+def grid_accuracy(kernels, biases, x, y) -> np.ndarray:
+  """(grid, 2) top1/top5 accuracies of (grid, d, C) kernels on normalised x, chunked over examples."""
   counts = np.zeros((kernels.shape[0], 2), np.int64)
   for start in range(0, x.shape[0], _EVAL_CHUNK):
     c1, c5 = _grid_correct_counts(
@@ -212,8 +225,54 @@ def evaluate_linear(params: dict, x, y) -> tuple[float, float]:
   """
   y = jnp.asarray(np.asarray(y, np.int32).reshape(-1))
   xn = _apply_normalizer(x, params)
-  acc = _grid_accuracy(params["kernel"][None], params["bias"][None], xn, y)[0]
+  acc = grid_accuracy(params["kernel"][None], params["bias"][None], xn, y)[0]
   return float(acc[0]), float(acc[1])
+
+
+def topk_accuracy(logits, labels, mask=None) -> tuple[float, float]:
+  """Top-1 and top-min(5, C) accuracy of class scores (n, C) against labels (n,), in NumPy.
+
+  Args:
+    logits: (n, C) class scores.
+    labels: (n,) int labels.
+    mask: optional (n,) weights (1 real row, 0 padding); default all ones.
+  """
+  logits = np.asarray(logits)
+  labels = np.asarray(labels).reshape(-1)
+  mask = np.ones(len(labels)) if mask is None else np.asarray(mask, np.float64).reshape(-1)
+  top = np.argsort(-logits, axis=-1)[:, : min(5, logits.shape[-1])]
+  hits = top == labels[:, None]
+  total = max(float(mask.sum()), 1.0)
+  return float((hits[:, 0] * mask).sum()) / total, float((hits.any(-1) * mask).sum()) / total
+
+
+def predict(params: dict, x) -> np.ndarray:
+  """Class predictions (n,) of a probe from `train_linear_probe` on raw features x (n, d)."""
+  x = np.asarray(x, np.float32)
+  if bool(params["l2"]):
+    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  return np.argmax(
+    ((x - params["mean"]) * params["inv_std"]) @ params["kernel"] + params["bias"], axis=-1
+  )
+
+
+def select(pairs: Sequence[tuple[float, float]], acc: np.ndarray) -> tuple[int, list]:
+  """The best (lr, weight decay) pair by held-out top-1 and the grid's record.
+
+  Args:
+    pairs: the (lr, weight decay) of each head.
+    acc: (len(pairs), 2) held-out top-1 / top-5 of each head.
+
+  Returns:
+    (index of the best pair: the first among ties, i.e. smallest lr then smallest wd in
+    itertools.product order; one dict per pair: lr, weight_decay, val_top1, val_top5).
+  """
+  best = int(np.argmax(acc[:, 0]))
+  grid = [
+    {"lr": lr, "weight_decay": wd, "val_top1": float(a[0]), "val_top5": float(a[1])}
+    for (lr, wd), a in zip(pairs, acc)
+  ]
+  return best, grid
 
 
 def train_linear_probe(
@@ -284,14 +343,10 @@ def train_linear_probe(
     key,
     batch_size=min(int(batch_size), train_x.shape[0]),
   )
-  acc = _grid_accuracy(
+  acc = grid_accuracy(
     grid_params["kernel"], grid_params["bias"], _apply_normalizer(val_x, norm), jnp.asarray(val_y)
   )
-  best = int(np.argmax(acc[:, 0]))  # first (smallest lr, then smallest wd) among ties
-  grid = [
-    {"lr": lr, "weight_decay": wd, "val_top1": float(a[0]), "val_top5": float(a[1])}
-    for (lr, wd), a in zip(pairs, acc)
-  ]
+  best, grid = select(pairs, acc)
 
   if refit:
     all_x = np.concatenate([train_x, val_x])

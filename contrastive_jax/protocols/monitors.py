@@ -19,7 +19,7 @@ def knn(method, state, config, mesh, data) -> dict:
   of config.knn.bank_split (default train_split); TFDS slices such as 'train[:10000]' work."""
   bank_split = config.knn.get("bank_split") or config.train_split
   test_split = config.knn.get("test_split") or config.eval_split
-  embed_step = feats_lib.make_embed_step(method, mesh)
+  embed_step = feats_lib.make_embed_step(method.embed, mesh)
   t0 = time.time()
   bank = feats_lib.compute_features(embed_step, state, data.eval_batches(bank_split), mesh)
   test = feats_lib.compute_features(embed_step, state, data.eval_batches(test_split), mesh)

@@ -5,7 +5,7 @@ W/checkpoints/<step>/ (orbax: the whole TrainState). Evaluation needs only `para
 `batch_stats`; they are restored from the newest checkpoint that loads (read-only, see below),
 replicated over the mesh.
 
-The abstract TrainState is built the way train.create_state builds it (method.init + the
+The abstract TrainState is the one step.create_state builds for pre-training (method.init + the
 pre-training optimiser, under eval_shape) so the restore is a plain StandardRestore. If the
 optimiser state of the checkpoint has another structure (e.g. a later optimiser option), the restore
 falls back to the checkpoint's own tree metadata.
@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import os
+import types
 from typing import Any
 
 import jax
@@ -29,6 +30,9 @@ import ml_collections
 import numpy as np
 
 from contrastive_jax import methods, optim, sharding
+from contrastive_jax import step as step_lib
+from contrastive_jax.data import pipeline
+from contrastive_jax.methods import base
 from contrastive_jax.state import TrainState
 
 
@@ -75,22 +79,6 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict(json.load(f))
   # JSON turns tuples into lists; the model builders take any sequence.
   return cfg
-
-
-def _init_fn(method, tx, image_shape):
-  def init_fn(rng):
-    init_rng, state_rng = jax.random.split(rng)
-    v = method.init(init_rng, jnp.zeros((2, *image_shape), jnp.float32))
-    return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=v["params"],
-      batch_stats=v["batch_stats"],
-      opt_state=tx.init(v["params"]),
-      extras=v["extras"],
-      rng=state_rng,
-    )
-
-  return init_fn
 
 
 class ReadOnlyCheckpoints:
@@ -155,8 +143,6 @@ def load(
   Raises:
     ValueError: no config.json, or no checkpoint that loads (and random_init is False).
   """
-  from contrastive_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-
   workdir = os.path.abspath(workdir)
   cfg = load_config(workdir)
   mesh = mesh or sharding.make_mesh()
@@ -169,14 +155,18 @@ def load(
   tx, _ = optim.create_optimizer(
     cfg.optim, batch_size=int(cfg.batch_size), total_steps=1000, steps_per_epoch=10
   )
-  init_fn = _init_fn(method, tx, image_shape)
-  rng = jax.random.PRNGKey(seed)
-  abstract = jax.eval_shape(init_fn, rng)
+  seeded = types.SimpleNamespace(seed=seed)  # create_state reads only config.seed
+
+  def create():
+    return step_lib.create_state(method, tx, seeded, mesh, image_shape)
+
   rep = sharding.replicated(mesh)
-  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), abstract)
+  abstract = jax.tree.map(
+    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep), jax.eval_shape(create)
+  )
 
   if random_init:
-    state = jax.jit(init_fn, out_shardings=jax.tree.map(lambda _: rep, abstract))(rng)
+    state = create()
     logging.info("Random init of the %s encoder (%s), seed %d.", cfg.method, cfg.model.name, seed)
     return Pretrained(cfg, method, _frozen(state), 0, True, workdir)
 
@@ -254,9 +244,19 @@ def _frozen(state: TrainState) -> TrainState:
   )
 
 
-def encoder_fingerprint(state: TrainState, encoder_key: str = "encoder") -> np.ndarray:
-  """Host copies of every encoder parameter and BN statistic, concatenated (to check it stayed frozen)."""
-  leaves = jax.tree.leaves(
-    (state.params.get(encoder_key, {}), (state.batch_stats or {}).get(encoder_key, {}))
-  )
+def subtree_at(tree, path: tuple[str, ...]):
+  """The entry of nested dicts at `path`, or None when some key on the way is missing."""
+  for key in path:
+    if not isinstance(tree, dict) or key not in tree:
+      return None
+    tree = tree[key]
+  return tree
+
+
+def encoder_fingerprint(method: base.Method, state: TrainState) -> np.ndarray:
+  """Host copies of every encoder parameter and BN statistic (at method.encoder_path), concatenated:
+  to check that an encoder stayed frozen, or changed."""
+  params = base.encoder_subtree(method, state.params)
+  stats = subtree_at(state.batch_stats or {}, method.encoder_path) or {}
+  leaves = jax.tree.leaves((params, stats))
   return np.concatenate([np.asarray(sharding.to_host(x), np.float64).ravel() for x in leaves])

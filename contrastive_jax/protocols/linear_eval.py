@@ -1,0 +1,317 @@
+"""The linear evaluation of a frozen encoder (features BEFORE the projection head, method.embed).
+
+1. features of the train and test splits (eval view, all devices);
+2. weighted kNN for every k of config.knn_ks in one pass (bank sharded over the mesh);
+3. linear probe: hyper-parameters chosen on config.val_fraction of the TRAINING split (seeded,
+   stratified), the test split is touched once at the end (top-1, top-5). config.linear.mode
+   'features' trains on precomputed features (evaluators/linear.py); 'augmented' (SimCLR's
+   protocol) trains on crop + flip views, features recomputed per batch by the frozen encoder
+   (evaluators/linear_augmented.py);
+4. retrieval (test queries against the train gallery: Recall@1/5/10, mAP@R), embedding export,
+   figures.
+"""
+
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from contrastive_jax import metrics as metrics_lib, sharding
+from contrastive_jax.data import eval_views, subsets
+from contrastive_jax.evaluators import features as feats_lib
+from contrastive_jax.evaluators import knn, linear, retrieval
+from contrastive_jax.evaluators import linear_augmented as augmented_lib
+from contrastive_jax.report import export, plots
+
+MODES = ("features", "augmented")
+
+
+def split_features(loaded, data_cfg, split: str, mesh, batch_size: int):
+  """(features, labels, ids) of a whole split through the frozen encoder (method.embed)."""
+  step = feats_lib.make_embed_step(loaded.method.embed, mesh)
+  batches = eval_views.split_batches(data_cfg, split, batch_size)
+  return feats_lib.compute_features(step, loaded.state, batches, mesh)
+
+
+def embed_images(loaded, images, mesh, batch_size: int = 256) -> np.ndarray:
+  """Features (before the head) of images (n, S, S, 3) in [0, 1] (eval view already applied)."""
+  step = feats_lib.make_embed_step(loaded.method.embed, mesh)
+  return feats_lib.embed_images(step, loaded.state, images, mesh, batch_size)
+
+
+def nearest_neighbour_images(loaded, images, gallery_features, mesh, k: int = 5):
+  """The k nearest gallery items (cosine, frozen features) of each given image.
+
+  Args:
+    loaded: pretrained.Pretrained.
+    images: (n, S, S, 3) float32 in [0, 1].
+    gallery_features: (m, d) features of the gallery (e.g. `split_features(...)[0]` of the train
+      split).
+    mesh: device mesh.
+    k: neighbours per image.
+
+  Returns:
+    (indices (n, k) into the gallery, cosine similarities (n, k)), most similar first.
+  """
+  return retrieval.nearest_neighbours(embed_images(loaded, images, mesh), gallery_features, k)
+
+
+def linear_augmented(
+  config, loaded, data_cfg, num_classes: int, mesh, train_ids, train_x, val_x, val_y, writer=None
+) -> linear.LinearProbeResult:
+  """SimCLR's linear evaluation: a grid of linear heads on crop + flip views of the train part.
+
+  Args:
+    config: evaluation config (seed, linear.*).
+    loaded: the frozen encoder (pretrained.Pretrained).
+    data_cfg: data fields (data.eval_views.data_config).
+    num_classes: classes of the heads.
+    mesh: device mesh.
+    train_ids: positions (in the train split) of the examples to train on.
+    train_x: their eval-view features (normalisation statistics).
+    val_x, val_y: held-out features and labels (selection).
+    writer: optional metrics.MetricWriter (linear_aug_loss_best_pair).
+  """
+  lin = config.linear
+  if lin.optimizer not in ("sgd_nesterov", "lars"):
+    raise ValueError(f"config.linear.optimizer={lin.optimizer!r}: use 'sgd_nesterov' or 'lars'.")
+  sharding.check_batch_size(int(lin.batch_size), "config.linear.batch_size")
+  images, labels = eval_views.split_arrays(data_cfg, data_cfg.train_split)
+  images, labels = images[train_ids], labels[train_ids]
+  n = len(labels)
+  batch = min(int(lin.batch_size), n // mesh.size * mesh.size)
+  batches = eval_views.augmented_array_batches(
+    images,
+    labels,
+    batch_size=batch,
+    seed=int(config.seed),
+    aug=eval_views.crop_flip_aug(data_cfg.image_size, lin.get("crop_area_min", 0.08)),
+  )
+  spe = max(1, n // batch)
+  total = int(lin.steps) if lin.get("steps", -1) and lin.steps > 0 else int(lin.epochs) * spe
+  logging.info("Augmented linear eval: %d steps of batch %d over %d examples.", total, batch, n)
+
+  def on_loss(step, loss):
+    if writer is not None:
+      writer.write(step, {"linear_aug_loss_best_pair": loss})
+
+  return augmented_lib.train_augmented_probe(
+    loaded.method.embed,
+    loaded.state,
+    batches,
+    train_x=train_x,
+    val_x=val_x,
+    val_y=val_y,
+    num_classes=num_classes,
+    lrs=tuple(lin.lrs),
+    weight_decays=tuple(lin.weight_decays),
+    optimizer=str(lin.optimizer),
+    total_steps=total,
+    mesh=mesh,
+    on_loss=on_loss,
+  )
+
+
+def _knn_ks(config, pretrain_cfg) -> tuple[int, ...]:
+  """config.knn_ks with the pre-training monitor's k first (so knn_top1 is comparable to it)."""
+  ks = [int(k) for k in config.knn_ks]
+  primary = int(pretrain_cfg.get("knn", {}).get("k", ks[0]))
+  return tuple([primary] + [k for k in ks if k != primary]) if primary in ks else tuple(ks)
+
+
+def check_config(config) -> None:
+  """The linear-eval fields a user can get wrong, checked before any feature is computed."""
+  if config.linear.mode not in MODES:
+    raise ValueError(
+      f"config.linear.mode={config.linear.mode!r}: use 'features' (precomputed features) or "
+      f"'augmented' (crop + flip views, features recomputed per batch)."
+    )
+  split = config.get("export_split", None)
+  if split not in (None, "", "test", "train"):
+    raise ValueError(f"config.export_split={split!r}: use None, 'test' or 'train'.")
+
+
+def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train):
+  """The linear probe of config.linear.mode: selection on a held-out part of TRAIN."""
+  lin = config.linear
+  train_x, train_y, train_ids = train
+  tr, val = linear.holdout_split(
+    len(train_y), float(config.val_fraction), int(config.seed), labels=train_y
+  )
+  if float(config.label_fraction) < 1.0:
+    tr = tr[subsets.balanced_subset(train_y[tr], float(config.label_fraction), int(config.seed))]
+  if lin.mode == "features":
+    return linear.train_linear_probe(
+      train_x[tr],
+      train_y[tr],
+      train_x[val],
+      train_y[val],
+      num_classes=num_classes,
+      lrs=tuple(lin.lrs),
+      weight_decays=tuple(lin.weight_decays),
+      epochs=int(lin.epochs),
+      batch_size=int(lin.batch_size),
+      seed=int(config.seed),
+      optimizer=lin.optimizer,
+      normalization=lin.get("normalization", "standardize"),
+      refit=bool(lin.get("refit", True)),
+    )
+  return linear_augmented(
+    config,
+    loaded,
+    data_cfg,
+    num_classes,
+    mesh,
+    train_ids[tr],
+    train_x[tr],
+    train_x[val],
+    train_y[val],
+    writer,
+  )
+
+
+def linear_evaluation(
+  config, loaded, data_cfg, num_classes: int, mesh, workdir: str, writer
+) -> dict:
+  """kNN, linear probe, retrieval, export and figures of the frozen encoder; returns the numbers."""
+  check_config(config)
+  res: dict[str, Any] = {}
+  bs = int(config.eval_batch_size)
+  t0 = time.time()
+  train = split_features(loaded, data_cfg, data_cfg.train_split, mesh, bs)
+  test = split_features(loaded, data_cfg, data_cfg.eval_split, mesh, bs)
+  (train_x, train_y, _), (test_x, test_y, _) = train, test
+  res["features_time_s"] = time.time() - t0
+  res["feature_dim"] = int(train_x.shape[1])
+  logging.info(
+    "Features: train %s, test %s (%.1fs).", train_x.shape, test_x.shape, res["features_time_s"]
+  )
+
+  # kNN: every k in one pass.
+  t0 = time.time()
+  temp = config.get("knn_temperature", None)
+  temp = float(temp if temp is not None else loaded.config.get("knn", {}).get("temperature", 0.1))
+  res.update(
+    knn.knn_classify(
+      train_x,
+      train_y,
+      test_x,
+      test_y,
+      num_classes=num_classes,
+      ks=_knn_ks(config, loaded.config),
+      temperature=temp,
+      mesh=mesh,
+    )
+  )
+  res["knn_time_s"] = time.time() - t0
+  logging.info("kNN: %s", {k: round(v, 4) for k, v in res.items() if k.startswith("knn_top1")})
+
+  # Linear probe: selection on a held-out part of TRAIN; test once at the end.
+  t0 = time.time()
+  probe = _probe(config, loaded, data_cfg, num_classes, mesh, writer, train)
+  top1, top5 = probe.evaluate(test_x, test_y)
+  res.update(
+    {
+      "linear_top1": top1,
+      "linear_top5": top5,
+      "linear_val_top1": probe.val_top1,
+      "linear_val_top5": probe.val_top5,
+      "linear_best_lr": probe.best_lr,
+      "linear_best_weight_decay": probe.best_weight_decay,
+      "linear_mode": config.linear.mode,
+      "linear_time_s": time.time() - t0,
+    }
+  )
+  if jax.process_index() == 0:
+    metrics_lib.write_json(os.path.join(workdir, "linear_grid.json"), {"grid": probe.grid})
+  logging.info(
+    "Linear (%s): test top-1 %.4f top-5 %.4f (val top-1 %.4f; lr %g wd %g).",
+    config.linear.mode,
+    top1,
+    top5,
+    probe.val_top1,
+    probe.best_lr,
+    probe.best_weight_decay,
+  )
+
+  if config.retrieval:
+    t0 = time.time()
+    res.update(retrieval.retrieval_metrics(test_x, test_y, train_x, train_y, ks=(1, 5, 10)))
+    res["retrieval_time_s"] = time.time() - t0
+
+  split = config.get("export_split", None)
+  if split:
+    if jax.process_index() == 0:
+      res["export_path"] = export.export_embeddings(
+        os.path.join(workdir, f"embeddings_{split}.npz"), *{"test": test, "train": train}[split]
+      )
+
+  if config.plots and jax.process_index() == 0:
+    t0 = time.time()
+    test_pred = linear.predict(probe.params, test_x)
+    res["plots"] = make_plots(
+      config, loaded, data_cfg, workdir, train_x, train_y, test_x, test_y, test_pred
+    )
+    res["plots_time_s"] = time.time() - t0
+  return res
+
+
+def make_plots(
+  config, loaded, data_cfg, workdir, train_x, train_y, test_x, test_y, test_pred
+) -> list:
+  """Embedding map (PCA), retrieval grid, pre-training curves, linear-probe confusion matrix (PNG in W2)."""
+  names = eval_views.class_names(data_cfg)
+  tag = "random init" if loaded.random_init else f"{loaded.config.method}, step {loaded.step}"
+  out = [
+    plots.plot_embedding_2d(
+      test_x,
+      test_y,
+      names,
+      os.path.join(workdir, "embedding_pca.png"),
+      "pca",
+      title=f"Test embeddings (PCA; {tag})",
+    )
+  ]
+  rng = np.random.default_rng(int(config.seed))
+  nq = min(int(config.get("num_plot_queries", 8)), len(test_y))
+  queries = np.sort(rng.choice(len(test_y), nq, replace=False))
+  idx, _ = retrieval.nearest_neighbours(test_x[queries], train_x, 5)
+  q_img = eval_views.images_at(data_cfg, data_cfg.eval_split, queries)
+  uniq, inv = np.unique(idx.reshape(-1), return_inverse=True)
+  n_img = eval_views.images_at(data_cfg, data_cfg.train_split, uniq)[inv]
+  out.append(
+    plots.plot_retrieval_grid(
+      q_img,
+      n_img.reshape(*idx.shape, *q_img.shape[1:]),
+      test_y[queries],
+      train_y[idx],
+      names,
+      os.path.join(workdir, "retrieval_grid.png"),
+      title=f"Test queries, nearest train images ({tag})",
+    )
+  )
+  curves = os.path.join(loaded.workdir, "metrics.jsonl")
+  if os.path.exists(curves):
+    try:
+      out.append(
+        plots.plot_training_curves(
+          curves,
+          os.path.join(workdir, "training_curves.png"),
+          title=f"Pre-training: {os.path.basename(loaded.workdir)}",
+        )
+      )
+    except ValueError as e:
+      logging.warning("No training curves: %s", e)
+  out.append(
+    plots.plot_confusion_matrix(
+      test_y,
+      test_pred,
+      names or [str(i) for i in range(int(max(test_y.max(), test_pred.max())) + 1)],
+      os.path.join(workdir, "linear_confusion.png"),
+      title=f"Linear probe, test split ({tag})",
+    )
+  )
+  return [os.path.basename(p) for p in out]

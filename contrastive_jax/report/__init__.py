@@ -1,0 +1,1 @@
+"""Reporting of evaluation results: figures (plots.py) and embedding export (export.py)."""
