@@ -254,7 +254,12 @@ def sigmoid_loss(
 
 
 def supcon(
-  z: jax.Array, labels: jax.Array, temperature, *, axis_name: str | None = None
+  z: jax.Array,
+  labels: jax.Array,
+  temperature,
+  *,
+  base_temperature=None,
+  axis_name: str | None = None,
 ) -> jax.Array:
   """Supervised contrastive loss, L_out form (Khosla et al. 2020, eq. 2).
 
@@ -263,14 +268,21 @@ def supcon(
   log(exp(s_ap) / sum_{k in A(a)} exp(s_ak)), s = cos / temperature. Anchors with empty P(a) (one view
   and a unique label) are left out of the mean. With v = 2 and unique labels this is exactly NT-Xent.
 
+  ``base_temperature``: the official SupConLoss (HobbitLong/SupContrast, losses.py) multiplies the
+  paper's loss by temperature / base_temperature (base 0.07); None (the default) returns the paper's
+  formula unscaled. The factor only rescales the gradient (it is the learning rate's business), so
+  a method optimises the scaled loss and logs the unscaled one.
+
   Args:
     z: (n, v, d) embeddings, v views per sample.
     labels: (n,) integer class labels.
     temperature: scalar tau > 0.
+    base_temperature: None, or the official code's base temperature (0.07).
     axis_name: mesh axis of the batch when called inside shard_map.
 
   Returns:
-    float32 scalar: mean over the global anchors that have a positive.
+    float32 scalar: mean over the global anchors that have a positive (times temperature /
+    base_temperature when that is given).
   """
   n, v, d = z.shape
   cdt = _compute_dtype(z)
@@ -288,7 +300,10 @@ def supcon(
   has_pos = n_pos > 0
   total = _psum(jnp.sum(jnp.where(has_pos, lse - mean_pos, 0.0)), axis_name)
   count = _psum(jnp.sum(has_pos), axis_name)
-  return total / jnp.maximum(count, 1)
+  loss = total / jnp.maximum(count, 1)
+  if base_temperature is not None:
+    loss = loss * (jnp.asarray(temperature, jnp.float32) / base_temperature)
+  return loss
 
 
 # ----------------------------------------------------------------------------- metric learning
@@ -380,6 +395,85 @@ def batch_hard_triplet(
   loss = jnp.where(valid, jax.nn.relu(jnp.where(valid, d_ap - d_an, 0.0) + margin), 0.0)
   total = _psum(jnp.sum(loss), axis_name)
   count = _psum(jnp.sum(valid), axis_name)
+  return total / jnp.maximum(count, 1)
+
+
+def _reference_distance(a, b, is_self, squared: bool):
+  """Pairwise distances as tensorflow_addons' metric_learning.pairwise_distance computes them.
+
+  Squared distances from the Gram expansion, clamped at 0; the square root is 0 (not sqrt(eps))
+  where the squared distance is <= 0 or on the self pair, and its gradient there is 0 (the inner
+  `where` keeps sqrt away from 0).
+  """
+  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+  sq = (
+    jnp.sum(a * a, -1)[:, None]
+    + jnp.sum(b * b, -1)[None, :]
+    - 2.0 * jnp.dot(a, b.T, preferred_element_type=jnp.float32)
+  )
+  zero = (sq <= 0.0) | is_self
+  sq = jnp.where(zero, 0.0, sq)
+  if squared:
+    return sq
+  return jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, sq)))
+
+
+def semi_hard_triplet(
+  embeddings: jax.Array,
+  labels: jax.Array,
+  margin,
+  *,
+  axis_name: str | None = None,
+  squared: bool = False,
+) -> jax.Array:
+  """Triplet loss with semi-hard negatives, as TensorFlow Addons' ``triplet_semihard_loss``.
+
+  The rule of tensorflow_addons/losses/triplet.py (FaceNet, Schroff et al. 2015, Sec. 3.2), over
+  the GLOBAL batch: EVERY anchor-positive pair (a, p) (same label, p != a) is a triplet. Its negative
+  is the closest n with another label that is farther than the positive (d_an > d_ap, the reference's
+  `negatives_outside`); when a has no such negative, the FARTHEST negative of a (largest d_an, the
+  reference's `negatives_inside`), which makes that triplet easy rather than batch-hard. With no
+  negative at all the reference's masked maximum is 0 (the row minimum). loss = sum over the pairs of
+  max(margin + d_ap - d_an, 0) / number of pairs (0 when the batch has no pair; the reference
+  returns NaN there).
+
+  Args:
+    embeddings: (n, d), used as given (the reference expects L2-normalised embeddings).
+    labels: (n,) integer labels.
+    margin: scalar (the reference's default is 1.0 with 'L2'; FaceNet uses 0.2 with squared L2).
+    axis_name: mesh axis of the batch when called inside shard_map.
+    squared: False = Euclidean distance (the reference's distance_metric='L2', its default);
+      True = squared Euclidean ('squared-L2', FaceNet's eq. 1). The margin is in these units.
+
+  Returns:
+    float32 scalar.
+  """
+  n = embeddings.shape[0]
+  cols = _gather(embeddings, axis_name)
+  col_labels = _gather(labels, axis_name)
+  m = cols.shape[0]
+  self_col = _offset(n, axis_name) + jnp.arange(n)
+  is_self = jnp.arange(m)[None, :] == self_col[:, None]
+  dist = _reference_distance(embeddings, cols, is_self, squared)
+  same = labels[:, None] == col_labels[None, :]
+  pos_mask, neg_mask = same & ~is_self, ~same
+  # For each anchor row, its negatives' distances in ascending order (non-negatives last, +inf);
+  # the semi-hard negative of pair (a, p) is the first of them > d_ap: a binary search per pair,
+  # O(n m) memory instead of the reference's (m^2, m) tiled mask.
+  order = jnp.argsort(jnp.where(neg_mask, lax.stop_gradient(dist), jnp.inf), axis=1)
+  neg_sorted = jnp.take_along_axis(jnp.where(neg_mask, dist, jnp.inf), order, axis=1)
+  first_farther = jax.vmap(lambda row, q: jnp.searchsorted(row, q, side="right"))(
+    lax.stop_gradient(neg_sorted), lax.stop_gradient(dist)
+  )
+  n_neg = jnp.sum(neg_mask, axis=1, keepdims=True)
+  has_semi = first_farther < n_neg
+  d_semi = jnp.take_along_axis(neg_sorted, jnp.minimum(first_farther, m - 1), axis=1)
+  d_far = jnp.max(jnp.where(neg_mask, dist, -jnp.inf), axis=1, keepdims=True)
+  d_far = jnp.where(n_neg > 0, d_far, 0.0)
+  d_an = jnp.where(has_semi, jnp.where(has_semi, d_semi, 0.0), d_far)
+  loss = jnp.where(pos_mask, jax.nn.relu(margin + dist - d_an), 0.0)
+  total = _psum(jnp.sum(loss), axis_name)
+  count = _psum(jnp.sum(pos_mask), axis_name)
   return total / jnp.maximum(count, 1)
 
 
