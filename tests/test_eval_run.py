@@ -280,3 +280,37 @@ def test_config_errors(pretrain_dir, tmp_path):
   cfg = _eval_config("linear_eval", str(tmp_path))
   with pytest.raises(ValueError, match="config.json"):
     evaluate.evaluate(cfg, str(tmp_path / "bad2"))
+
+
+def test_transplant_reads_paths_from_the_methods():
+  """The pre-trained encoder and first projector layer are read where the source method declares
+  them (encoder_path, projector_path) and put where the fine-tune method has them."""
+  from contrastive_jax.methods import base  # pylint: disable=g-import-not-at-top
+
+  def method(**paths):
+    return base.Method(name="m", init=None, loss_fn=None, embed=None, **paths)
+
+  source_method = method(encoder_path=("towers", "image"), projector_path=("towers", "proj"))
+  source = {
+    "towers": {
+      "image": {"conv": np.ones((3, 2))},
+      "proj": {"dense0": np.full((2, 4), 2.0), "out": np.zeros((4, 1))},
+    },
+    "probe": np.zeros(3),
+  }
+  fresh = {
+    "encoder": {"conv": np.zeros((3, 2))},
+    "projector": {"dense0": np.zeros((2, 4))},
+    "head": np.zeros((4, 10)),
+  }
+  moved = finetune.transplant(fresh, source, method=method(), source_method=source_method)
+  np.testing.assert_array_equal(moved["encoder"]["conv"], np.ones((3, 2)))
+  assert set(moved["projector"]) == {"dense0"} and moved["projector"]["dense0"][0, 0] == 2.0
+  assert moved["head"] is fresh["head"] and fresh["encoder"]["conv"].sum() == 0  # fresh untouched
+  # An encoder-only fine-tune (no projector in its tree) and a tree without BN statistics.
+  only_head = finetune.transplant({"head": 1}, source, method=method(), source_method=source_method)
+  assert only_head == {"head": 1}
+  with pytest.raises(ValueError, match="towers/image"):
+    finetune.transplant(
+      {"encoder": {"conv": np.zeros((5, 2))}}, source, method=method(), source_method=source_method
+    )
