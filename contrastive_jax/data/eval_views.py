@@ -96,25 +96,6 @@ def split_arrays(data_cfg, split: str) -> tuple[np.ndarray, np.ndarray]:
   return np.concatenate(images), np.concatenate(labels)
 
 
-def crop_flip_aug(image_size: int, crop_area_min: float = 0.08) -> ml_collections.ConfigDict:
-  """The standard supervised view: random resized crop + horizontal flip, no colour, blur or solarize."""
-  return ml_collections.ConfigDict(
-    dict(
-      image_size=int(image_size),
-      crop_area_min=float(crop_area_min),
-      crop_area_max=1.0,
-      aspect_min=3 / 4,
-      aspect_max=4 / 3,
-      flip=True,
-      color_strength=0.0,
-      color_prob=0.0,
-      gray_prob=0.0,
-      blur_prob=0.0,
-      solarize_prob=0.0,
-    )
-  )
-
-
 def augmented_batches(
   ds: tf.data.Dataset,
   num_examples: int,
@@ -133,7 +114,7 @@ def augmented_batches(
     batch_size: rows per process.
     seed: root seed; the shuffle order and the augmentation of stream position p come from (seed,
       process, p).
-    aug: view config for augment.simclr_view (e.g. `crop_flip_aug`).
+    aug: view config for augment.simclr_view (e.g. config_lib.augment.crop_flip).
     process_index: folds into the seeds so processes draw different views.
     shuffle_buffer: cap on the shuffle buffer (datasets that do not fit stream through it).
   """

@@ -28,6 +28,7 @@ import ml_collections
 
 from contrastive_jax import optim, pretrained, sharding
 from contrastive_jax import step as step_lib
+from contrastive_jax.config_lib import augment
 from contrastive_jax.data import eval_views, subsets
 from contrastive_jax.evaluators import features as feats_lib
 from contrastive_jax.evaluators import linear
@@ -196,7 +197,7 @@ def finetune(
   seed = int(config.seed)
   t0 = time.time()
   sharding.check_batch_size(int(ft.batch_size), "config.finetune.batch_size")
-  aug = eval_views.crop_flip_aug(data_cfg.image_size, ft.get("crop_area_min", 0.08))
+  aug = augment.crop_flip(data_cfg.image_size, ft.get("crop_area_min", 0.08))
   imnet = subsets.imagenet_subset(data_cfg, fraction)
   if imnet is not None:
     ds, n = imnet

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from contrastive_jax import metrics as metrics_lib, sharding
+from contrastive_jax.config_lib import augment
 from contrastive_jax.data import eval_views, subsets
 from contrastive_jax.evaluators import features as feats_lib
 from contrastive_jax.evaluators import knn, linear, retrieval
@@ -88,7 +89,7 @@ def linear_augmented(
     labels,
     batch_size=batch,
     seed=int(config.seed),
-    aug=eval_views.crop_flip_aug(data_cfg.image_size, lin.get("crop_area_min", 0.08)),
+    aug=augment.crop_flip(data_cfg.image_size, lin.get("crop_area_min", 0.08)),
   )
   spe = max(1, n // batch)
   total = int(lin.steps) if lin.get("steps", -1) and lin.steps > 0 else int(lin.epochs) * spe

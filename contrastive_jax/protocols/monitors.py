@@ -12,6 +12,7 @@ import jax
 
 from contrastive_jax.evaluators import features as feats_lib
 from contrastive_jax.evaluators import knn as knn_lib
+from contrastive_jax.protocols import image_text
 
 
 def knn(method, state, config, mesh, data) -> dict:
@@ -40,3 +41,9 @@ def knn(method, state, config, mesh, data) -> dict:
       flush=True,
     )
   return {"knn_top1": float(res["knn_top1"])}
+
+
+def zero_shot(method, state, config, mesh, data) -> dict:
+  """Zero-shot top-1/top-5 on config.zero_shot's labelled split and image-text Recall@K on its
+  held-out pairs, for image-text methods (CLIP, SigLIP); see protocols/image_text.py."""
+  return image_text.evaluate(method, state, config, mesh, data)
