@@ -6,7 +6,6 @@ which method runs.
 
 import json
 import logging
-import math
 import os
 import time
 from typing import Any
@@ -37,7 +36,11 @@ from contrastive_jax.protocols import monitors
 
 
 def resolve_schedule(config, train_size: int) -> tuple[int, int]:
-  """(steps_per_epoch, total_steps); total_steps wins when > 0."""
+  """(steps_per_epoch, total_steps); total_steps wins when > 0.
+
+  From epochs, the official rounding: total = train_size * total_epochs // batch_size + 1
+  (google-research/simclr tf2/model.py get_train_steps; docs/fidelity.md).
+  """
   steps_per_epoch = train_size // config.batch_size
   if steps_per_epoch < 1:
     raise ValueError(
@@ -48,7 +51,7 @@ def resolve_schedule(config, train_size: int) -> tuple[int, int]:
     return steps_per_epoch, int(config.total_steps)
   if config.total_epochs <= 0:
     raise ValueError("Set config.total_steps > 0 or config.total_epochs > 0.")
-  return steps_per_epoch, max(1, int(math.ceil(config.total_epochs * steps_per_epoch)))
+  return steps_per_epoch, max(1, int(train_size * config.total_epochs // config.batch_size) + 1)
 
 
 # The resume check lives in contrastive_jax/fingerprint.py; these names stay for callers.
@@ -124,6 +127,7 @@ def _train(config, workdir, lock) -> dict:
     batch_size=config.batch_size,
     total_steps=total_steps,
     steps_per_epoch=steps_per_epoch,
+    train_size=data.train_size,  # the official warm-up rounding (optim.create_optimizer)
   )
   state = step_lib.create_state(method, tx, config, mesh, data.image_shape)
   ckpt = checkpoint.Checkpointer(
