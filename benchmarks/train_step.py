@@ -19,8 +19,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from contrastive_jax import config_base, methods, optim, sharding  # noqa: E402
+from contrastive_jax import methods, optim, sharding  # noqa: E402
 from contrastive_jax import step as step_lib  # noqa: E402
+from contrastive_jax.config_lib import base  # noqa: E402
 
 
 def bench(
@@ -32,7 +33,7 @@ def bench(
   optimizer: str = "lars",
   tile: int | None = None,
 ) -> dict:
-  c = config_base.base_config()
+  c = base.base_config()
   c.model.name, c.model.dtype = model, dtype
   if model == "resnet_tiny":
     c.head.hidden_dims, c.head.out_dim = (256,), 64

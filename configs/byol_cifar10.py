@@ -15,37 +15,19 @@ Launch:
   python -m contrastive_jax.main --config=configs/byol_cifar10.py:paper --workdir=runs/byol_c10
 """
 
-from contrastive_jax import config_base
+from contrastive_jax.config_lib import augment, base, datasets, methods, presets
+
+PRESETS = ("cpu", "paper")
 
 
 def get_config(preset: str = "cpu"):
-  c = config_base.base_config()
-  c.method = "byol"
-  c.dataset = "cifar10"
-  c.image_size = 32
-  c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0)
-  c.aug2 = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0, solarize_prob=0.2)
-  c.head.update(use_bn=True, last_bn=False)
-  c.predictor.update(use_bn=True, last_bn=False)
-  c.method_args.update(momentum=0.99, momentum_final=1.0)
-  if preset == "cpu":
-    config_base.apply_cpu_preset(c)
-    c.predictor.update(hidden_dims=(256,), out_dim=64)
-  elif preset == "paper":
-    c.model.name = "resnet18"
-    c.head.update(hidden_dims=(4096,), out_dim=256)
-    c.predictor.update(hidden_dims=(4096,), out_dim=256)
-    c.batch_size = 256
-    c.total_epochs = 1000.0
-    c.optim.update(
-      name="lars",
-      base_lr=1.0,
-      lr_scaling="linear",
-      weight_decay=1e-5,
-      trust_coefficient=0.02,
-      warmup_epochs=10.0,
-    )
-    c.eval_every_epochs = 50.0
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for byol_cifar10.py: use cpu or paper.")
-  return c
+  presets.check(preset, __file__, PRESETS)
+  c = methods.configure(base.base_config(), "byol")
+  datasets.cifar10(c)
+  c.aug = augment.view(32)
+  c.aug2 = augment.view(32, solarize_prob=0.2)
+  c.head.update(hidden_dims=(4096,), out_dim=256)
+  c.predictor.update(hidden_dims=(4096,), out_dim=256)
+  c.update(batch_size=256, total_epochs=1000.0, eval_every_epochs=50.0)
+  c.optim.update(base_lr=1.0, weight_decay=1e-5, trust_coefficient=0.02)
+  return presets.cpu(c) if preset == "cpu" else c

@@ -18,35 +18,17 @@ Launch:
       --config.pretrained_workdir=runs/simclr_cifar10_cpu --workdir=runs/simclr_cifar10_cpu_ft1
 """
 
-import importlib.util
-import os
+from contrastive_jax.config_lib import evaluation, presets
 
-
-def _eval_config(mode):
-  # The shared defaults live in configs/linear_eval.py (configs/ is not a package).
-  spec = importlib.util.spec_from_file_location(
-    "_contrastive_jax_linear_eval_config",
-    os.path.join(os.path.dirname(os.path.abspath(__file__)), "linear_eval.py"),
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.eval_config(mode)
+PRESETS = ("cpu", "paper")
 
 
 def get_config(preset: str = "cpu"):
-  c = _eval_config("finetune")
+  presets.check(preset, __file__, PRESETS)
+  c = evaluation.eval_config("finetune")
   c.label_fraction = 0.1
   if preset == "cpu":
     c.finetune.update(lr=0.1, batch_size=128, epochs=10)
-  elif preset == "paper":
-    c.finetune.update(
-      optimizer="sgd_nesterov",
-      lr=0.05,
-      lr_scaling="linear",
-      weight_decay=0.0,
-      batch_size=1024,
-      epochs=30,
-    )
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for finetune.py: use cpu or paper.")
+  else:  # SimCLR's semi-supervised recipe (Nesterov SGD, no weight decay or warm-up).
+    c.finetune.update(lr=0.05, lr_scaling="linear", batch_size=1024, epochs=30)
   return c

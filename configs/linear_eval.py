@@ -1,4 +1,6 @@
-r"""Linear evaluation (and kNN, retrieval, figures) of a pre-trained encoder; also the shared evaluation defaults.
+r"""Linear evaluation (and kNN, retrieval, figures) of a pre-trained encoder.
+
+Every field and its default: contrastive_jax/config_lib/evaluation.py (shared with finetune.py).
 
 The encoder is frozen; features are taken BEFORE the projection head. Hyper-parameters of the linear
 probe are chosen on `val_fraction` of the TRAINING split (seeded, stratified); the test split is
@@ -19,76 +21,15 @@ Launch:
 Other datasets (transfer): --config.dataset=cifar100 (default: the pre-training dataset).
 """
 
-import ml_collections
+from contrastive_jax.config_lib import evaluation, presets
 
-
-def eval_config(mode: str) -> ml_collections.ConfigDict:
-  """Fields shared by the linear_eval and finetune configs."""
-  c = ml_collections.ConfigDict()
-  c.mode = mode  # linear_eval | finetune
-  c.pretrained_workdir = ml_collections.FieldReference(None, field_type=str)
-  # Data: None -> the pre-training config's value.
-  c.dataset = ml_collections.FieldReference(None, field_type=str)
-  c.data_dir = ml_collections.FieldReference(None, field_type=str)
-  c.train_split = ml_collections.FieldReference(None, field_type=str)
-  c.eval_split = ml_collections.FieldReference(None, field_type=str)
-  c.label_fraction = 1.0  # share of training labels (class-balanced subset)
-  c.seed = 0
-  c.val_fraction = 0.1  # held out of TRAIN to choose hyper-parameters
-  c.eval_batch_size = 512  # feature extraction / test batches (global)
-  c.random_init = False  # evaluate a random init of the same architecture
-  c.linear = ml_collections.ConfigDict(
-    dict(
-      mode="features",  # features (fast) | augmented (SimCLR protocol)
-      lrs=(0.01, 0.1, 1.0),
-      weight_decays=(0.0, 1e-4),
-      epochs=30,
-      batch_size=1024,
-      optimizer="sgd_nesterov",  # sgd_nesterov | lars
-      normalization="standardize",
-      refit=True,  # 'features' mode: retrain the chosen pair on train + val
-      steps=-1,  # 'augmented' mode: > 0 overrides epochs
-      crop_area_min=0.08,
-    )
-  )
-  c.finetune = ml_collections.ConfigDict(
-    dict(
-      lr=0.05,
-      lr_scaling="none",
-      weight_decay=0.0,
-      epochs=30,
-      batch_size=256,
-      optimizer="sgd_nesterov",
-      from_projection_layer=0,  # 0: encoder only; 1: keep the first projection layer (v2)
-      warmup_epochs=0.0,
-      steps=-1,
-      crop_area_min=0.08,
-      log_every_steps=20,
-    )
-  )
-  c.knn_ks = (10, 20, 100, 200)
-  c.knn_temperature = ml_collections.FieldReference(
-    None, field_type=float
-  )  # None: pre-training's knn.temperature
-  c.retrieval = True
-  c.plots = True
-  c.num_plot_queries = 8
-  c.export_split = ml_collections.FieldReference(None, field_type=str)  # None | test | train
-  return c
+PRESETS = ("cpu", "paper")
 
 
 def get_config(preset: str = "cpu"):
-  c = eval_config("linear_eval")
-  if preset == "cpu":
-    pass
-  elif preset == "paper":
-    c.linear.update(
-      mode="augmented",
-      lrs=(0.1, 0.3, 1.0, 3.0),
-      weight_decays=(0.0, 1e-6),
-      epochs=90,
-      batch_size=1024,
-    )
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for linear_eval.py: use cpu or paper.")
+  presets.check(preset, __file__, PRESETS)
+  c = evaluation.eval_config("linear_eval")
+  if preset == "paper":
+    c.linear.update(mode="augmented", lrs=(0.1, 0.3, 1.0, 3.0), weight_decays=(0.0, 1e-6))
+    c.linear.update(epochs=90, batch_size=1024)
   return c

@@ -20,33 +20,17 @@ Then a linear probe: python -m contrastive_jax.main --config=configs/linear_eval
   --config.pretrained_workdir=runs/moco_v2_c10 --workdir=runs/moco_v2_c10_linear
 """
 
-from contrastive_jax import config_base
+from contrastive_jax.config_lib import augment, base, datasets, methods, presets
+
+PRESETS = ("cpu", "paper")
 
 
 def get_config(preset: str = "cpu"):
-  c = config_base.base_config()
-  c.method = "moco_v2"
-  c.dataset = "cifar10"
-  c.image_size = 32
-  c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0, crop_area_min=0.2)
-  c.head.update(use_bn=False, last_bn=False)  # MoCo v2: Dense-ReLU-Dense, no BN in the head
-  c.method_args.update(temperature=0.2, queue_size=4096, momentum=0.99, momentum_cosine=False)
-  if preset == "cpu":
-    config_base.apply_cpu_preset(c)
-  elif preset == "paper":
-    c.model.name = "resnet18"
-    c.head.update(hidden_dims=(512,), out_dim=128)
-    c.batch_size = 256
-    c.total_epochs = 800.0
-    c.optim.update(
-      name="sgd",
-      base_lr=0.06,
-      lr_scaling="linear",
-      weight_decay=5e-4,
-      momentum=0.9,
-      warmup_epochs=0.0,
-    )
-    c.eval_every_epochs = 50.0
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for moco_v2_cifar10.py: use cpu or paper.")
-  return c
+  presets.check(preset, __file__, PRESETS)
+  c = methods.configure(base.base_config(), "moco_v2")
+  datasets.cifar10(c)
+  c.aug = augment.view(32, crop_area_min=0.2)
+  c.head.update(hidden_dims=(512,), out_dim=128)
+  c.update(batch_size=256, total_epochs=800.0, eval_every_epochs=50.0)
+  c.optim.update(name="sgd", base_lr=0.06, weight_decay=5e-4, warmup_epochs=0.0)
+  return presets.cpu(c) if preset == "cpu" else c

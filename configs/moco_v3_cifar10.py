@@ -15,32 +15,17 @@ Launch:
   python -m contrastive_jax.main --config=configs/moco_v3_cifar10.py:paper --workdir=runs/moco_v3_c10
 """
 
-from contrastive_jax import config_base
+from configs import byol_cifar10
+from contrastive_jax.config_lib import methods, presets
+
+PRESETS = ("cpu", "paper")
 
 
 def get_config(preset: str = "cpu"):
-  c = config_base.base_config()
-  c.method = "moco_v3"
-  c.dataset = "cifar10"
-  c.image_size = 32
-  c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0)
-  c.aug2 = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0, solarize_prob=0.2)
-  c.head.update(last_bn=True)
-  c.predictor.update(last_bn=False)
-  c.method_args.update(temperature=0.2, momentum=0.99, momentum_final=1.0)
-  if preset == "cpu":
-    config_base.apply_cpu_preset(c)
-    c.predictor.update(hidden_dims=(256,), out_dim=64)
-  elif preset == "paper":
-    c.model.name = "resnet18"
-    c.head.update(hidden_dims=(4096,), out_dim=256)
-    c.predictor.update(hidden_dims=(4096,), out_dim=256)
-    c.batch_size = 256
-    c.total_epochs = 1000.0
-    c.optim.update(
-      name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-5, warmup_epochs=10.0
-    )
-    c.eval_every_epochs = 50.0
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for moco_v3_cifar10.py: use cpu or paper.")
+  presets.check(preset, __file__, PRESETS)
+  # The same CIFAR recipe as BYOL's (views, widths, batch, schedule: both follow solo-learn), with
+  # MoCo v3's loss, LR 0.3 and LARS's default trust coefficient.
+  c = methods.configure(byol_cifar10.get_config(preset), "moco_v3")
+  if preset == "paper":
+    c.optim.update(base_lr=0.3, trust_coefficient=0.001)
   return c

@@ -15,31 +15,22 @@ Launch:
 Override any field: --config.batch_size=1024 --config.method_args.temperature=0.2
 """
 
-from contrastive_jax import config_base
+from contrastive_jax.config_lib import augment, base, datasets, methods, presets
+
+PRESETS = ("cpu", "paper", "paper_r50")
 
 
 def get_config(preset: str = "cpu"):
-  c = config_base.base_config()
-  c.method = "simclr"
-  c.dataset = "cifar10"
-  c.image_size = 32
-  c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0)
-  if preset == "cpu":
-    config_base.apply_cpu_preset(c)
+  presets.check(preset, __file__, PRESETS)
+  c = methods.configure(base.base_config(), "simclr")
+  datasets.cifar10(c)
+  c.aug = augment.view(32)
+  c.head.update(hidden_dims=(512,), out_dim=128)
+  c.update(batch_size=512, total_epochs=1000.0, eval_every_epochs=50.0)
+  c.optim.update(base_lr=1.0, weight_decay=1e-4)
+  if preset == "paper_r50":
+    c.model.name, c.head.hidden_dims, c.batch_size = "resnet50", (2048,), 1024
+  elif preset == "cpu":
+    presets.cpu(c)
     c.method_args.temperature = 0.2
-  elif preset in ("paper", "paper_r50"):
-    c.model.name = "resnet18" if preset == "paper" else "resnet50"
-    c.head.hidden_dims = (2048,) if preset == "paper_r50" else (512,)
-    c.head.out_dim = 128
-    c.batch_size = 512 if preset == "paper" else 1024
-    c.total_epochs = 1000.0
-    c.optim.update(
-      name="lars", base_lr=1.0, lr_scaling="linear", weight_decay=1e-4, warmup_epochs=10.0
-    )
-    c.method_args.temperature = 0.5
-    c.eval_every_epochs = 50.0
-  else:
-    raise ValueError(
-      f"Unknown preset {preset!r} for simclr_cifar10.py: use cpu, paper or paper_r50."
-    )
   return c

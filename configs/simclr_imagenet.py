@@ -13,47 +13,22 @@ The data must be prepared with `tfds build imagenet2012` (manual download) into 
   --config.data_dir=gs://$BUCKET/tensorflow_datasets
 """
 
-from contrastive_jax import config_base
+from contrastive_jax.config_lib import augment, base, datasets, methods, presets
+
+PRESETS = ("100ep", "1000ep", "cpu")
 
 
 def get_config(preset: str = "100ep"):
-  c = config_base.base_config()
-  c.method = "simclr"
-  c.dataset = "imagenet2012"
-  c.eval_split = "validation"
-  c.image_size = 224
-  c.shuffle_buffer = 50_000
-  c.cache = False
-  c.aug = config_base.aug_config(224, color_strength=1.0, blur_prob=0.5)
-  c.model.update(name="resnet50", width=1.0, stem="imagenet", norm="batch")
-  c.head.update(hidden_dims=(2048, 2048), out_dim=128, last_bn=True)
-  c.batch_size = 4096
-  c.optim.update(
-    name="lars", base_lr=0.3, lr_scaling="linear", weight_decay=1e-6, warmup_epochs=10.0
-  )
-  c.method_args.temperature = 0.1
-  c.log_every_steps = 100
-  c.checkpoint_every_steps = 2500
-  c.eval_every_epochs = 10.0
-  c.knn.batch_size = 1024
-  if preset == "100ep":
-    c.total_epochs = 100.0
-  elif preset == "1000ep":
-    c.total_epochs = 1000.0
-    c.eval_every_epochs = 50.0
+  presets.check(preset, __file__, PRESETS)
+  c = methods.configure(base.base_config(), "simclr", temperature=0.1)
+  datasets.imagenet2012(c)
+  c.aug = augment.view(224, color_strength=1.0, blur_prob=0.5)
+  c.head.update(hidden_dims=(2048, 2048), out_dim=128)
+  c.update(batch_size=4096, total_epochs=100.0)
+  c.optim.weight_decay = 1e-6
+  if preset == "1000ep":
+    c.update(total_epochs=1000.0, eval_every_epochs=50.0)
   elif preset == "cpu":
-    c.dataset = "imagenette/160px-v2"
-    c.image_size = 64
-    c.aug = config_base.aug_config(64, color_strength=1.0, blur_prob=0.5)
-    c.model.update(name="resnet_tiny", stem="imagenet")
-    c.head.update(hidden_dims=(256,), out_dim=64)
-    c.batch_size = 64
-    c.total_steps = 20
-    c.optim.update(
-      name="adamw", base_lr=1e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.0
-    )
-    c.knn.batch_size = 256
-    c.eval_every_epochs = 0.0
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for simclr_imagenet.py: use 100ep, 1000ep or cpu.")
+    presets.smoke(c, data=datasets.imagenette)
+    c.knn.k = 200  # smoke()'s k=20 suits synthetic's 1024-image bank, not imagenette's ~9.5k
   return c

@@ -17,36 +17,18 @@ Launch:
   python -m contrastive_jax.main --config=configs/simsiam_cifar10.py:paper --workdir=runs/simsiam_c10
 """
 
-from contrastive_jax import config_base
+from contrastive_jax.config_lib import augment, base, datasets, methods, presets
+
+PRESETS = ("cpu", "paper")
 
 
 def get_config(preset: str = "cpu"):
-  c = config_base.base_config()
-  c.method = "simsiam"
-  c.dataset = "cifar10"
-  c.image_size = 32
-  c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0, crop_area_min=0.2)
-  c.head.update(use_bn=True, last_bn=True)
-  c.predictor.update(use_bn=True, last_bn=False)
-  c.method_args.update(stop_gradient=True)
-  if preset == "cpu":
-    config_base.apply_cpu_preset(c)
-    c.predictor.update(hidden_dims=(16,), out_dim=64)
-  elif preset == "paper":
-    c.model.name = "resnet18"
-    c.head.update(hidden_dims=(2048,), out_dim=2048)
-    c.predictor.update(hidden_dims=(512,), out_dim=2048)
-    c.batch_size = 512
-    c.total_epochs = 800.0
-    c.optim.update(
-      name="sgd",
-      base_lr=0.05,
-      lr_scaling="linear",
-      weight_decay=5e-4,
-      momentum=0.9,
-      warmup_epochs=0.0,
-    )
-    c.eval_every_epochs = 50.0
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for simsiam_cifar10.py: use cpu or paper.")
-  return c
+  presets.check(preset, __file__, PRESETS)
+  c = methods.configure(base.base_config(), "simsiam")
+  datasets.cifar10(c)
+  c.aug = augment.view(32, crop_area_min=0.2)
+  c.head.update(hidden_dims=(2048,), out_dim=2048)
+  c.predictor.update(hidden_dims=(512,), out_dim=2048)
+  c.update(batch_size=512, total_epochs=800.0, eval_every_epochs=50.0)
+  c.optim.update(name="sgd", base_lr=0.05, weight_decay=5e-4, warmup_epochs=0.0)
+  return presets.cpu(c) if preset == "cpu" else c

@@ -16,33 +16,17 @@ Launch:
   python -m contrastive_jax.main --config=configs/supcon_cifar10.py:paper --workdir=runs/supcon_c10
 """
 
-from contrastive_jax import config_base
+from contrastive_jax.config_lib import augment, base, datasets, methods, presets
+
+PRESETS = ("cpu", "paper")
 
 
 def get_config(preset: str = "cpu"):
-  c = config_base.base_config()
-  c.method = "supcon"
-  c.dataset = "cifar10"
-  c.image_size = 32
-  c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0)
-  c.head.update(use_bn=False, last_bn=False)
-  c.method_args.update(temperature=0.1)
-  if preset == "cpu":
-    config_base.apply_cpu_preset(c)
-  elif preset == "paper":
-    c.model.name = "resnet18"
-    c.head.update(hidden_dims=(512,), out_dim=128)
-    c.batch_size = 1024
-    c.total_epochs = 1000.0
-    c.optim.update(
-      name="sgd",
-      base_lr=0.125,
-      lr_scaling="linear",
-      weight_decay=1e-4,
-      momentum=0.9,
-      warmup_epochs=10.0,
-    )
-    c.eval_every_epochs = 50.0
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for supcon_cifar10.py: use cpu or paper.")
-  return c
+  presets.check(preset, __file__, PRESETS)
+  c = methods.configure(base.base_config(), "supcon")
+  datasets.cifar10(c)
+  c.aug = augment.view(32)
+  c.head.update(hidden_dims=(512,), out_dim=128)
+  c.update(batch_size=1024, total_epochs=1000.0, eval_every_epochs=50.0)
+  c.optim.update(name="sgd", base_lr=0.125, weight_decay=1e-4)
+  return presets.cpu(c) if preset == "cpu" else c

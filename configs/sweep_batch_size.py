@@ -19,34 +19,19 @@ from their checkpoints), or print one launch command per run for a cluster:
   python -m contrastive_jax.main --config=configs/sweep_batch_size.py:cpu --workdir=runs/sweep_cpu
   python -m contrastive_jax.main --config=configs/sweep_batch_size.py:imagenet \
       --config.sweep.action=print --workdir=/gcs/$BUCKET/sweep_in
-Then: python -m contrastive_jax.collect --sweep_dir=runs/sweep_cpu --out=docs/batch_scaling
+Then: python -m contrastive_jax.batch_scaling --sweep_dir=runs/sweep_cpu --out=docs/batch_scaling
 """
 
 import ml_collections
 
 from configs import simclr_cifar10, simclr_imagenet
+from contrastive_jax.config_lib import base, presets
 
-
-def _sweep(**kw) -> ml_collections.ConfigDict:
-  s = ml_collections.ConfigDict(
-    dict(
-      action="run",
-      config_file="",
-      batch_sizes=(256,),
-      epochs=(100.0,),
-      lr_scalings=("linear", "sqrt"),
-      temperatures=(0.5,),
-      base_lr=ml_collections.ConfigDict(dict(linear=0.3, sqrt=0.075)),
-      max_device_batch=0,
-      num_devices=0,
-      launcher="python -m contrastive_jax.main",
-    )
-  )
-  s.update(kw)
-  return s
+PRESETS = ("cpu", "cifar10_gpu", "imagenet")
 
 
 def get_config(preset: str = "cpu"):
+  presets.check(preset, __file__, PRESETS)
   if preset == "cpu":
     c = simclr_cifar10.get_config("cpu")
     c.image_size = 16
@@ -61,7 +46,7 @@ def get_config(preset: str = "cpu"):
     c.eval_every_epochs = 0.0
     c.knn.batch_size = 1000
     # The paper's Appendix B.1 rules: 0.3 x B/256 and 0.075 x sqrt(B) (equal at B = 4096).
-    c.sweep = _sweep(
+    c.sweep = base.sweep(
       config_file="configs/sweep_batch_size.py:cpu",
       batch_sizes=(64, 256, 1024, 2048),
       epochs=(1.0,),
@@ -74,7 +59,7 @@ def get_config(preset: str = "cpu"):
     c.checkpoint_every_steps = 2000
     # linear 1.0 x B/256 is the CIFAR recipe (google-research/simclr README); the sqrt base gives
     # the same LR at the recipe's batch of 512 (as 0.3 / 0.075 agree at ImageNet's 4096).
-    c.sweep = _sweep(
+    c.sweep = base.sweep(
       config_file="configs/sweep_batch_size.py:cifar10_gpu",
       batch_sizes=(256, 512, 1024, 2048, 4096, 8192),
       epochs=(100.0, 200.0),
@@ -85,17 +70,13 @@ def get_config(preset: str = "cpu"):
     )
   elif preset == "imagenet":
     c = simclr_imagenet.get_config("100ep")
-    c.sweep = _sweep(
+    c.sweep = base.sweep(
       config_file="configs/sweep_batch_size.py:imagenet",
       batch_sizes=(256, 512, 1024, 2048, 4096, 8192),
       epochs=(100.0, 200.0, 400.0, 800.0),
       temperatures=(0.1,),
       max_device_batch=32,
       num_devices=128,
-    )
-  else:
-    raise ValueError(
-      f"Unknown preset {preset!r} for sweep_batch_size.py: use cpu, cifar10_gpu or imagenet."
     )
   c.mode = "sweep"
   return c

@@ -16,27 +16,19 @@ Launch:
   python -m contrastive_jax.main --config=configs/triplet_cifar10.py:paper --workdir=runs/triplet_c10
 """
 
-from contrastive_jax import config_base
+from contrastive_jax.config_lib import augment, base, datasets, methods, presets
+
+PRESETS = ("cpu", "paper")
 
 
 def get_config(preset: str = "cpu"):
-  c = config_base.base_config()
-  c.method = "triplet"
-  c.dataset = "cifar10"
-  c.image_size = 32
-  c.aug = config_base.aug_config(32, color_strength=0.5, blur_prob=0.0)
-  c.method_args.update(margin=0.2, mining="hard")
-  if preset == "cpu":
-    config_base.apply_cpu_preset(c)
-  elif preset == "paper":
-    c.model.name = "resnet18"
-    c.head.update(hidden_dims=(512,), out_dim=128)
-    c.batch_size = 512
-    c.total_epochs = 200.0
-    c.optim.update(
-      name="adamw", base_lr=3e-4, lr_scaling="none", weight_decay=5e-4, warmup_epochs=5.0
-    )
-    c.eval_every_epochs = 20.0
-  else:
-    raise ValueError(f"Unknown preset {preset!r} for triplet_cifar10.py: use cpu or paper.")
-  return c
+  presets.check(preset, __file__, PRESETS)
+  c = methods.configure(base.base_config(), "triplet")
+  datasets.cifar10(c)
+  c.aug = augment.view(32)
+  c.head.update(hidden_dims=(512,), out_dim=128)
+  c.update(batch_size=512, total_epochs=200.0, eval_every_epochs=20.0)
+  c.optim.update(
+    name="adamw", base_lr=3e-4, lr_scaling="none", weight_decay=5e-4, warmup_epochs=5.0
+  )
+  return presets.cpu(c) if preset == "cpu" else c

@@ -2,16 +2,16 @@
 
 import numpy as np
 
-from contrastive_jax import config_base
+from contrastive_jax.config_lib import augment, base
 
 
 def tiny_config(method: str = "simclr", **overrides):
   """A config that trains in seconds on CPU: micro ResNet, synthetic data, 16x16 views."""
-  c = config_base.base_config()
+  c = base.base_config()
   c.method = method
   c.dataset = "synthetic"
   c.image_size = 16
-  c.aug = config_base.aug_config(16, color_strength=0.5)
+  c.aug = augment.view(16, color_strength=0.5)
   c.model.name = "resnet_micro"
   c.head.hidden_dims = (32,)
   c.head.out_dim = 16

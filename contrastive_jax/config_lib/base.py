@@ -1,39 +1,20 @@
-"""The full set of config fields with defaults; every configs/*.py starts from base_config()."""
+"""Every field of a pre-training run with its default; every configs/*.py pre-training recipe
+starts from `base_config()` and names only what it changes.
+
+The fields of a linear-evaluation or fine-tuning run (a different run kind, whose data fields
+default to "the pre-training run's value") are in `evaluation.eval_config`; the `sweep` group of a
+batch-size sweep is `sweep()` below.
+"""
 
 import ml_collections
 
-
-def aug_config(
-  image_size: int = 32,
-  *,
-  color_strength: float = 0.5,
-  blur_prob: float = 0.0,
-  crop_area_min: float = 0.08,
-  solarize_prob: float = 0.0,
-) -> ml_collections.ConfigDict:
-  """SimCLR's view: random resized crop, flip, colour jitter (strength s, p=0.8), grayscale, blur."""
-  return ml_collections.ConfigDict(
-    dict(
-      image_size=image_size,
-      crop_area_min=crop_area_min,
-      crop_area_max=1.0,
-      aspect_min=3 / 4,
-      aspect_max=4 / 3,
-      flip=True,
-      color_strength=color_strength,
-      color_prob=0.8,
-      gray_prob=0.2,
-      blur_prob=blur_prob,
-      blur_sigma_min=0.1,
-      blur_sigma_max=2.0,
-      solarize_prob=solarize_prob,
-    )
-  )
+from contrastive_jax.config_lib import augment
 
 
 def base_config() -> ml_collections.ConfigDict:
+  """A pre-training run: SimCLR, ResNet-18 (CIFAR stem) on CIFAR-10, LARS, 100 epochs."""
   c = ml_collections.ConfigDict()
-  c.mode = "pretrain"  # pretrain | linear_eval | finetune
+  c.mode = "pretrain"  # pretrain | linear_eval | finetune | sweep
   c.method = "simclr"  # a module in contrastive_jax/methods/
   c.seed = 0
   # Data (TFDS). data_dir None -> $TFDS_DATA_DIR -> ../shared/tensorflow_datasets if present.
@@ -44,7 +25,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.image_size = 32
   c.shuffle_buffer = 10_000
   c.cache = True  # keep encoded records in memory (small datasets)
-  c.aug = aug_config()
+  c.aug = augment.view()
+  # The second view's config; None: both views use `aug`.
   c.aug2 = ml_collections.FieldReference(None, field_type=ml_collections.ConfigDict)
   # Schedule. total_steps > 0 wins over total_epochs.
   c.batch_size = 512  # global, over all devices and processes
@@ -82,12 +64,11 @@ def base_config() -> ml_collections.ConfigDict:
       grad_clip_norm=0.0,
     )
   )
-  # Method.
-  c.method_args = ml_collections.ConfigDict(dict(temperature=0.5, loss_tile_size=None))
+  # Method; each method's own fields are added by `methods.configure`.
+  c.method_args = ml_collections.ConfigDict(dict(temperature=0.5))
   c.method_args.loss_tile_size = ml_collections.FieldReference(None, field_type=int)
   # Large batches on few devices: embed in chunks of this many images per device (0 = off).
   c.grad_cache_chunk = 0
-  # kNN monitor.
   # kNN monitor; bank_split / test_split None -> train_split / eval_split.
   c.knn = ml_collections.ConfigDict(dict(k=200, temperature=0.1, batch_size=512))
   c.knn.bank_split = ml_collections.FieldReference(None, field_type=str)
@@ -98,25 +79,28 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def apply_cpu_preset(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The CPU-sized run every method's `cpu` preset shares, so methods compare on equal terms.
+def sweep(**overrides) -> ml_collections.ConfigDict:
+  """The `sweep` group of mode='sweep' (read by the batch-size scaling harness).
 
-  A 0.3M-parameter ResNet (widths 16-32-64-128, one block per stage), a 256-64 head, batch 256,
-  3 epochs of AdamW, crops of at least 20% of the image (both views), kNN at step 0 and at the end.
-  Methods with a predictor set its widths after this call.
+  Args:
+    **overrides: fields to change (see the harness's docstring for each field's meaning).
+
+  Returns:
+    The group, SimCLR's Appendix B.1 rules by default: base LR 0.3 x B/256 or 0.075 x sqrt(B).
   """
-  c.model.name = "resnet_tiny"
-  c.head.update(hidden_dims=(256,), out_dim=64)
-  c.batch_size = 256
-  c.total_epochs = 3.0
-  c.optim.update(
-    name="adamw", base_lr=2e-3, lr_scaling="none", weight_decay=1e-4, warmup_epochs=0.2
+  s = ml_collections.ConfigDict(
+    dict(
+      action="run",  # run (here, one after another) | print (one launch command per run)
+      config_file="",  # 'configs/x.py:preset' of this config, for the printed commands
+      batch_sizes=(256,),
+      epochs=(100.0,),
+      lr_scalings=("linear", "sqrt"),
+      temperatures=(0.5,),
+      base_lr=ml_collections.ConfigDict(dict(linear=0.3, sqrt=0.075)),
+      max_device_batch=0,  # per-device rows above which a run uses the gradient cache (0: never)
+      num_devices=0,  # devices of the target machine for 'print' (0: this machine's count)
+      launcher="python -m contrastive_jax.main",
+    )
   )
-  c.aug.crop_area_min = 0.2
-  if c.aug2 is not None:
-    c.aug2.crop_area_min = 0.2
-  c.log_every_steps = 20
-  c.checkpoint_every_steps = 200
-  c.eval_every_epochs = 0.0
-  c.eval_at_start = True
-  return c
+  s.update(overrides)
+  return s
