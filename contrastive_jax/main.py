@@ -5,6 +5,7 @@ The same command runs on one CPU, a multi-GPU host, and every worker of a TPU po
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -69,5 +70,15 @@ def main(argv):
     )
 
 
-if __name__ == "__main__":
+def run():
+  """Console script `contrastive-jax` (pyproject.toml): the same as python -m contrastive_jax.main."""
+  # absl's --help shows __main__'s docstring and the key flags of the module named sys.argv[0]; under
+  # a console script both are the generated wrapper's, so lend it this module's.
+  sys.modules["__main__"].__doc__ = __doc__
+  for holder in (_CONFIG, _WORKDIR):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()
