@@ -252,7 +252,9 @@ class _Shard:
       self.offset, self.n = start, end - start
       return
     if folder.is_folder(cfg.dataset):
-      if _folder_in_memory(cfg, split, cache):
+      # The config's cache, not the argument: eval splits of a small folder are decoded once
+      # (folder.load is cached) and undecodable files are skipped as in training.
+      if _folder_in_memory(cfg, split, _get(cfg, "cache", None)):
         images, labels = _folder_arrays(cfg, split)
       else:  # a file list; decoding happens in the tf.data map (parallel)
         images, labels = folder.stream(cfg.dataset, split, _get(cfg, "train_split", "train"))
