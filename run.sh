@@ -11,7 +11,8 @@
 # Multi-GPU host: one process drives all local GPUs; install the CUDA wheels once with
 #   JAX_EXTRA="jax[cuda12]" ./run.sh train --config=configs/simclr_cifar10.py:paper --workdir=runs/c10
 # GPU cluster (several hosts): run the same command on every host with
-#   JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=N JAX_PROCESS_ID=i ./run.sh train ...
+#   JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=N JAX_PROCESS_ID=i ./run.sh train ... \
+#     --workdir=gs://B/run   (a bucket works as a workdir on every host; see README "Fault tolerance")
 # (SLURM and Open MPI launches are detected without these variables).
 # Cloud TPU VM pod: the same command on all workers at once, e.g.
 #   gcloud compute tpus tpu-vm ssh $TPU --zone=$ZONE --worker=all --command="cd contrastive_jax && \

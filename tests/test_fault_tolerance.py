@@ -214,10 +214,12 @@ def test_resume_with_safe_changes_continues_and_says_so(caplog):
   new = fault_config.get_config()
   new.log_every_steps = 5
   new.total_steps = 16
+  new.optim.base_lr = 5e-4  # allowed, but not called safe: the run no longer equals either config
   with caplog.at_level(logging.WARNING):
     train.check_resume(saved, new, 16)
   assert "total_steps 16 (checkpoint was made with 8)" in caplog.text
-  assert "log_every_steps: 1 -> 5" in caplog.text
+  assert "(safe to change; the run continues): log_every_steps: 1 -> 5; total_steps" in caplog.text
+  assert "Resuming with changed training settings: optim.base_lr: 0.001 -> 0.0005" in caplog.text
 
 
 def helpers_set(config, dotted, value):

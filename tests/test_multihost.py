@@ -35,7 +35,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_pair(workdir: str, cache: str, **extra) -> list[tuple[int, str]]:
+def _run_pair(workdir: str, cache: str, *overrides: str, **extra) -> list[tuple[int, str]]:
   port = _free_port()
   procs = [
     launch(
@@ -48,6 +48,7 @@ def _run_pair(workdir: str, cache: str, **extra) -> list[tuple[int, str]]:
         JAX_COMPILATION_CACHE_DIR=cache,
         **extra,
       ),
+      *overrides,
     )
     for i in range(2)
   ]
@@ -119,3 +120,29 @@ def test_sigterm_flag_is_agreed_without_the_preemption_service(tmp_path):
   assert sorted(glob.glob(os.path.join(state_dir, "ocdbt.process_*"))) == [
     os.path.join(state_dir, f"ocdbt.process_{i}") for i in range(2)
   ]
+
+
+@pytest.mark.slow
+def test_two_processes_agree_on_a_corrupt_checkpoint_and_on_a_refused_config(tmp_path):
+  """Process 0 decides, process 1 follows: a flipped byte in the newest checkpoint makes BOTH
+  restore the previous step; a changed config makes both stop at once (none trains alone, none
+  waits for a barrier that never comes)."""
+  from tests.test_resume_safety import flip_byte  # pylint: disable=g-import-not-at-top
+
+  workdir, cache = str(tmp_path / "w"), str(tmp_path / "jax_cache")
+  for i, (rc, out) in enumerate(_run_pair(workdir, cache, "--config.total_steps=4")):
+    assert rc == 0, f"process {i}:\n{out[-4000:]}"
+  flip_byte(os.path.join(workdir, "checkpoints", "4"))
+
+  outs = _run_pair(workdir, cache, "--config.total_steps=6")
+  for i, (rc, out) in enumerate(outs):
+    assert rc == 0, f"process {i}:\n{out[-4000:]}"
+    assert re.search(r"Resumed from \S+/checkpoints/2 at step 2\.", out) or i == 1, out[-3000:]
+    assert "Checkpoint at step 4 could not be restored" in out, f"process {i}:\n{out[-3000:]}"
+  assert "differ from their checksums" in outs[0][1]
+
+  outs = _run_pair(workdir, cache, "--config.total_steps=8", "--config.head.out_dim=32")
+  for i, (rc, out) in enumerate(outs):
+    assert rc != 0, f"process {i}:\n{out[-4000:]}"
+  assert "head: checkpoint has" in outs[0][1], outs[0][1][-3000:]
+  assert "incompatible with this configuration" in outs[1][1], outs[1][1][-3000:]

@@ -160,6 +160,7 @@ def test_streaming_reader_fingerprints_its_shuffle_buffer(tmp_path):
 # ----------------------------------------------------------------------------- integrity
 
 
+@pytest.mark.slow  # three in-process runs (each compiles its step)
 def test_flipped_byte_falls_back_then_nothing_restorable_is_an_error(tmp_path, caplog, capsys):
   """On a folder dataset (so the same runs check the class map saved in the workdir)."""
   from tests.test_folder_dataset import make_folder  # pylint: disable=g-import-not-at-top
