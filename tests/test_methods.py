@@ -246,12 +246,13 @@ def test_simsiam_stop_gradient():
   net = base.build_net(env.config, 10, predictor=True)
 
   def body(state, batch):
-    x, n = base.two_views(batch)
+    n = batch["view1"].shape[0]
+    views = (batch["view1"], batch["view2"])  # one forward per view, SimSiam's official default
     labels = jnp.concatenate([batch["label"], batch["label"]])
 
     def ref(params, frozen):
-      out, _ = base.apply_train(net, params, state.batch_stats, x)
-      z = base.apply_train(net, frozen, state.batch_stats, x)[0]["proj"]
+      out, _ = base.apply_views(net, params, state.batch_stats, views, per_view=True)
+      z = base.apply_views(net, frozen, state.batch_stats, views, per_view=True)[0]["proj"]
       loss = 0.5 * (
         losses.negative_cosine(out["pred"][:n], z[n:])
         + losses.negative_cosine(out["pred"][n:], z[:n])

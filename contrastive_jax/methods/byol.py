@@ -11,7 +11,13 @@ regression:
 
 averaged over the global batch.
 
-Config (method_args): momentum (tau_base, 0.996 ImageNet / 0.99 CIFAR), momentum_final (1.0).
+Each view goes through the online and the target network on its own (per_view_bn=True, the
+official default: byol_experiment.py applies the network once per view), so BatchNorm normalises
+each view with its own statistics, synchronised over the mesh (the official cross_replica_axis).
+
+Config (method_args): momentum (tau_base: 0.99 for 100-300 epochs, 0.996 for 1000, the official
+_EMA_PRESETS of byol/configs/byol.py; 0.99 on CIFAR in solo-learn), momentum_final (1.0),
+per_view_bn (True; False: both views in one forward).
 """
 
 import jax
@@ -35,6 +41,7 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
   total = base.resolve_total_steps(config, total_steps)
   base.check_predictor_dims(config)
 
+  per_view = base.per_view_bn(config, True)
   net = base.build_net(config, num_classes, predictor=True)
   eval_net = base.build_net(config, num_classes, predictor=True, axis_name=None)
   target_net = base.build_target_net(config)
@@ -45,9 +52,12 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
 
   def loss_fn(params, state, batch, rng, step):
     del rng, step
-    x, n = base.two_views(batch)
-    out, new_stats = base.apply_train(net, params, state.batch_stats, x)
-    t_out, t_stats = base.apply_target(target_net, state.extras["target"], x)
+    n = batch["view1"].shape[0]
+    views = (batch["view1"], batch["view2"])
+    out, new_stats = base.apply_views(net, params, state.batch_stats, views, per_view=per_view)
+    t_out, t_stats = base.apply_target_views(
+      target_net, state.extras["target"], views, per_view=per_view
+    )
     p, t = out["pred"], t_out["proj"]
     # Equal shards: the mean of the per-device means is the global-batch mean.
     loss = base.global_mean(regression_loss(p[:n], t[n:]) + regression_loss(p[n:], t[:n]))

@@ -9,14 +9,19 @@ whole global batch are the candidates (in-batch negatives across all devices). S
 with the 2 tau factor of the official implementation (it keeps the gradient scale independent of
 tau). The momentum follows a half cosine from `momentum` (0.99) to 1 over the run.
 
+Each view goes through the online and the momentum network on its own (per_view_bn=True, the
+official default: moco/builder.py calls base_encoder(x1), base_encoder(x2) under SyncBatchNorm), so
+BN normalises each view with its own statistics, synchronised over the mesh.
+
 Config (method_args): temperature (0.2 CIFAR / ViT; 1.0 for ResNet-50 on ImageNet in the official
-recipe), momentum (0.99), momentum_final (1.0), loss_tile_size (None: dense; int: tiled InfoNCE).
+recipe), momentum (0.99), momentum_final (1.0), loss_tile_size (None: dense; int: tiled InfoNCE and
+contrastive accuracy), per_view_bn (True; False: one forward of both views).
 """
 
 import jax
 import jax.numpy as jnp
 
-from contrastive_jax import losses
+from contrastive_jax import losses, losses_metrics
 from contrastive_jax.methods import base
 
 
@@ -34,6 +39,7 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
   total = base.resolve_total_steps(config, total_steps)
   base.check_predictor_dims(config)
 
+  per_view = base.per_view_bn(config, True)
   net = base.build_net(config, num_classes, predictor=True)
   eval_net = base.build_net(config, num_classes, predictor=True, axis_name=None)
   target_net = base.build_target_net(config)
@@ -44,9 +50,12 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
 
   def loss_fn(params, state, batch, rng, step):
     del rng, step
-    x, n = base.two_views(batch)
-    out, new_stats = base.apply_train(net, params, state.batch_stats, x)
-    t_out, t_stats = base.apply_target(target_net, state.extras["target"], x)
+    n = batch["view1"].shape[0]
+    views = (batch["view1"], batch["view2"])
+    out, new_stats = base.apply_views(net, params, state.batch_stats, views, per_view=per_view)
+    t_out, t_stats = base.apply_target_views(
+      target_net, state.extras["target"], views, per_view=per_view
+    )
     q = base.l2_normalize(out["pred"])
     k = base.l2_normalize(t_out["proj"])
     q1, q2, k1, k2 = q[:n], q[n:], k[:n], k[n:]
@@ -57,7 +66,9 @@ def create(config, num_classes: int, total_steps: int | None = None) -> base.Met
     q1s = jax.lax.stop_gradient(q1)
     metrics = {
       "loss": loss,
-      "contrastive_accuracy": losses.contrastive_accuracy(q1s, k2, axis_name=base.AXIS),
+      "contrastive_accuracy": losses_metrics.contrastive_accuracy(
+        q1s, k2, axis_name=base.AXIS, tile_size=tile
+      ),
       "probe_loss": p_loss,
       "probe_accuracy": p_acc,
       "embedding_std": base.collapse_std(jax.lax.stop_gradient(out["proj"][:n])),

@@ -1,7 +1,12 @@
 """SimCLR (Chen et al. 2020): two views, encoder, projection head, global NT-Xent.
 
 Config (method_args): temperature (0.1 on ImageNet, 0.5 on CIFAR in the paper's Table B.7 search;
-0.2 is a good CPU default), loss_tile_size (None = dense; an int = the tiled, memory-O(N) loss).
+0.2 is a good CPU default), loss_tile_size (None = dense; an int = the tiled, memory-O(N) loss and
+contrastive accuracy), loss_scale (1.0; 2.0 trains as the official code: google-research/simclr
+tf2/objective.py returns `reduce_mean(loss_a + loss_b)`, twice the mean over the 2N anchors. Under
+LARS that doubles the steps of BN parameters and biases, which have no trust ratio, and halves the
+weight decay relative to the gradient of the kernels, so it is not a no-op). The logged `loss` is the
+paper's mean over the 2N anchors whatever the scale, so curves compare across methods.
 
 The loss is split into `embed_for_loss` (forward of some rows -> projections and probe logits) and
 `loss_from_embeddings` (global NT-Xent + probe loss), so the gradient-cache step
@@ -11,7 +16,7 @@ The loss is split into `embed_for_loss` (forward of some rows -> projections and
 import jax
 import jax.numpy as jnp
 
-from contrastive_jax import losses
+from contrastive_jax import losses, losses_metrics
 from contrastive_jax.methods import base
 
 
@@ -24,6 +29,15 @@ def create(config, num_classes: int) -> base.Method:
       f"(SimCLR uses 0.1 on ImageNet, 0.2-0.5 on CIFAR)."
     )
   tile = args.get("loss_tile_size", None)
+  loss_scale = float(args.get("loss_scale", 1.0))
+  if loss_scale <= 0:
+    raise ValueError(
+      f"config.method_args.loss_scale={loss_scale} must be > 0 (1.0: the paper's mean; 2.0: the "
+      f"official code's loss_a + loss_b)."
+    )
+  # The official code concatenates the two views into one forward (tf2/model.py): one set of BN
+  # statistics over both; method_args.per_view_bn=True normalises each view on its own instead.
+  per_view = base.per_view_bn(config, False)
   net = base.build_net(config, num_classes)
   eval_net = base.build_net(config, num_classes, axis_name=None)
 
@@ -32,10 +46,11 @@ def create(config, num_classes: int) -> base.Method:
     return {**v, "extras": {}}
 
   def embed_for_loss(params, state, batch, rng):
-    """Both views of these rows in one forward (one set of BN statistics); leaves are (rows, ...)."""
+    """Both views of these rows (one forward unless per_view_bn); leaves are (rows, ...)."""
     del rng
-    x, n = base.two_views(batch)
-    out, new_stats = base.apply_train(net, params, state.batch_stats, x)
+    n = batch["view1"].shape[0]
+    views = (batch["view1"], batch["view2"])
+    out, new_stats = base.apply_views(net, params, state.batch_stats, views, per_view=per_view)
     emb = {"z1": out["proj"][:n], "z2": out["proj"][n:]}
     if out["probe_logits"] is not None:
       emb["logits1"], emb["logits2"] = out["probe_logits"][:n], out["probe_logits"][n:]
@@ -47,12 +62,12 @@ def create(config, num_classes: int) -> base.Method:
     loss = losses.nt_xent(z1, z2, temperature, axis_name=base.AXIS, tile_size=tile)
     metrics = {
       "loss": loss,
-      "contrastive_accuracy": losses.contrastive_accuracy(
-        jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2), axis_name=base.AXIS
+      "contrastive_accuracy": losses_metrics.contrastive_accuracy(
+        jax.lax.stop_gradient(z1), jax.lax.stop_gradient(z2), axis_name=base.AXIS, tile_size=tile
       ),
       "embedding_std": base.collapse_std(jax.lax.stop_gradient(z1)),
     }
-    total = loss
+    total = loss_scale * loss
     if "logits1" in emb:
       labels = jnp.concatenate([batch["label"], batch["label"]])
       p_loss, p_acc = base.probe_loss(jnp.concatenate([emb["logits1"], emb["logits2"]]), labels)

@@ -8,7 +8,13 @@ averaged over the global batch. The stop-gradient sg on the projector branch is 
 collapse (the paper's Fig. 2); `method_args.stop_gradient=False` reproduces that ablation
 (embedding_std then falls towards 0). No EMA, no negatives.
 
-Config (method_args): stop_gradient (True).
+Each view goes through the network on its own (per_view_bn=True, the official default:
+simsiam/builder.py calls encoder(x1) and encoder(x2) under SyncBatchNorm), so BN normalises each
+view with its own statistics, synchronised over the mesh.
+
+Config (method_args): stop_gradient (True), per_view_bn (True; False: one forward of both views).
+The official fixed predictor learning rate (--fix-pred-lr) is an optimiser parameter group:
+config.optim.param_groups = {'predictor': {'fixed_lr': True}} (see contrastive_jax/optim.py).
 """
 
 import jax
@@ -22,6 +28,7 @@ def create(config, num_classes: int) -> base.Method:
   stop_grad = bool(config.method_args.get("stop_gradient", True))
   sg = jax.lax.stop_gradient if stop_grad else (lambda x: x)
   base.check_predictor_dims(config)
+  per_view = base.per_view_bn(config, True)
   net = base.build_net(config, num_classes, predictor=True)
   eval_net = base.build_net(config, num_classes, predictor=True, axis_name=None)
 
@@ -30,8 +37,9 @@ def create(config, num_classes: int) -> base.Method:
 
   def loss_fn(params, state, batch, rng, step):
     del rng, step
-    x, n = base.two_views(batch)
-    out, new_stats = base.apply_train(net, params, state.batch_stats, x)
+    n = batch["view1"].shape[0]
+    views = (batch["view1"], batch["view2"])
+    out, new_stats = base.apply_views(net, params, state.batch_stats, views, per_view=per_view)
     p, z = out["pred"], out["proj"]
     local = 0.5 * (
       losses.negative_cosine(p[:n], sg(z[n:])) + losses.negative_cosine(p[n:], sg(z[:n]))
