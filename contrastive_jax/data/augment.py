@@ -42,6 +42,40 @@ def _apply_with_prob(fn, image: tf.Tensor, seed: tf.Tensor, prob: float) -> tf.T
   return tf.cond(_uniform(seed) < prob, lambda: fn(image), lambda: image)
 
 
+# google-research/simclr tf2/data_util.py crop_and_resize: min_object_covered=0.1 with the whole image
+# as the bounding box, i.e. a crop must cover at least 10% of the image (with area_range (0.08, 1)
+# the effective minimum is 0.1, not 0.08).
+MIN_OBJECT_COVERED = 0.1
+# tf2/data_util.py CROP_PROPORTION: the ImageNet evaluation centre crop keeps 87.5% of the shorter side.
+CROP_PROPORTION = 0.875
+
+
+def crop_box(
+  shape: tf.Tensor,
+  seed: tf.Tensor,
+  area_range: tuple[float, float] = (0.08, 1.0),
+  aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
+  min_object_covered: float = MIN_OBJECT_COVERED,
+) -> tuple[tf.Tensor, tf.Tensor]:
+  """(begin, size) of a random Inception-style crop box of an image of `shape` (H, W, C).
+
+  The box covers a fraction of the image in `area_range` (and at least `min_object_covered` of it)
+  with width / height in `aspect_range`; after 100 failed attempts it is the whole image, as in
+  tf.image.sample_distorted_bounding_box.
+  """
+  begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+    shape,
+    bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+    seed=tf.cast(seed, tf.int64),
+    min_object_covered=float(min_object_covered),
+    aspect_ratio_range=list(aspect_range),
+    area_range=list(area_range),
+    max_attempts=100,
+    use_image_if_no_bounding_boxes=True,
+  )
+  return begin, size
+
+
 def random_resized_crop(
   image: tf.Tensor,
   seed: tf.Tensor,
@@ -49,6 +83,7 @@ def random_resized_crop(
   area_range: tuple[float, float] = (0.08, 1.0),
   aspect_range: tuple[float, float] = (3 / 4, 4 / 3),
   method: str = "bicubic",
+  min_object_covered: float = MIN_OBJECT_COVERED,
 ) -> tf.Tensor:
   """Inception-style crop: a random box of relative area in `area_range` and aspect ratio in `aspect_range`.
 
@@ -59,21 +94,13 @@ def random_resized_crop(
     area_range: (min, max) fraction of the image area covered by the crop.
     aspect_range: (min, max) width / height ratio of the crop.
     method: tf.image.resize method ('bicubic' as in SimCLR, 'bilinear' is faster).
+    min_object_covered: smallest fraction of the image a crop may cover (SimCLR's 0.1; 0.0 lets
+      area_range alone decide, as torchvision's RandomResizedCrop does).
 
   Returns:
     float32 (size, size, 3) in [0, 1].
   """
-  shape = tf.shape(image)
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-    shape,
-    bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
-    seed=tf.cast(seed, tf.int64),
-    min_object_covered=0.0,
-    aspect_ratio_range=list(aspect_range),
-    area_range=list(area_range),
-    max_attempts=100,
-    use_image_if_no_bounding_boxes=True,
-  )
+  begin, crop_size = crop_box(tf.shape(image), seed, area_range, aspect_range, min_object_covered)
   crop = tf.slice(image, begin, crop_size)
   crop = tf.image.resize(crop, [size, size], method=method)
   crop = tf.ensure_shape(crop, [size, size, None])
@@ -85,40 +112,61 @@ def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.image.stateless_random_flip_left_right(image, seed=tf.cast(seed, tf.int64))
 
 
+def jitter_factors(seed: tf.Tensor, strength: float, saturation: float | None = None) -> dict:
+  """The random factors of `color_jitter(image, seed, strength, saturation=...)`.
+
+  brightness ~ U(max(0, 1 - 0.8 s), 1 + 0.8 s) (multiplicative, SimCLR v2), contrast likewise,
+  saturation ~ U(max(0, 1 - sat), 1 + sat) with sat = 0.8 s unless given, hue ~ U(-0.2 s, 0.2 s),
+  and `order`, a random permutation of the four ops (0 brightness, 1 contrast, 2 saturation, 3 hue).
+  """
+  b, c, h = 0.8 * strength, 0.8 * strength, 0.2 * strength
+  s = 0.8 * strength if saturation is None else float(saturation)
+  if s < 0:
+    raise ValueError(f"color saturation={s} must be >= 0 (a jitter range, e.g. 0.2).")
+  seeds = _split(seed, 6)
+  return dict(
+    brightness=_uniform(seeds[0], max(0.0, 1.0 - b), 1.0 + b),
+    contrast=_uniform(seeds[1], max(0.0, 1.0 - c), 1.0 + c),
+    saturation=_uniform(seeds[2], max(0.0, 1.0 - s), 1.0 + s),
+    hue=_uniform(seeds[3], -h, h),
+    order=tf.argsort(tf.random.stateless_uniform([4], seed=seeds[4])),
+  )
+
+
 def color_jitter(
-  image: tf.Tensor, seed: tf.Tensor, strength: float, prob: float = 0.8
+  image: tf.Tensor,
+  seed: tf.Tensor,
+  strength: float,
+  prob: float = 0.8,
+  saturation: float | None = None,
 ) -> tf.Tensor:
   """SimCLR colour distortion: brightness, contrast, saturation (0.8 s) and hue (0.2 s) in a random order.
 
-  Brightness is multiplicative (SimCLR v2). The four factors are drawn first, then applied in an
-  order given by a stateless random permutation (tf.switch_case per slot), clipping to [0, 1] after
-  each. The whole jitter is applied with probability `prob`.
+  Brightness is multiplicative (SimCLR v2). The four factors (`jitter_factors`) are drawn first,
+  then applied in an order given by a stateless random permutation (tf.switch_case per slot),
+  clipping to [0, 1] after each. The whole jitter is applied with probability `prob`. `saturation`
+  (None: 0.8 s) sets the saturation range on its own: BYOL (byol/utils/augmentations.py), MoCo v3
+  (main_moco.py) and solo-learn's asymmetric CIFAR views use ColorJitter(0.4, 0.4, 0.2, 0.1), i.e.
+  s = 0.5 with saturation 0.2.
   """
   if strength <= 0.0:
     return image
-  b, c, s, h = 0.8 * strength, 0.8 * strength, 0.8 * strength, 0.2 * strength
-  seeds = _split(seed, 6)
-  bright = _uniform(seeds[0], max(0.0, 1.0 - b), 1.0 + b)
-  contrast = _uniform(seeds[1], max(0.0, 1.0 - c), 1.0 + c)
-  sat = _uniform(seeds[2], max(0.0, 1.0 - s), 1.0 + s)
-  hue = _uniform(seeds[3], -h, h)
-  order = tf.argsort(tf.random.stateless_uniform([4], seed=seeds[4]))
-
+  f = jitter_factors(seed, strength, saturation)
   ops = (
-    lambda y: y * bright,
-    lambda y: tf.image.adjust_contrast(y, contrast),
-    lambda y: tf.image.adjust_saturation(y, sat),
-    lambda y: tf.image.adjust_hue(y, hue),
+    lambda y: y * f["brightness"],
+    lambda y: tf.image.adjust_contrast(y, f["contrast"]),
+    lambda y: tf.image.adjust_saturation(y, f["saturation"]),
+    lambda y: tf.image.adjust_hue(y, f["hue"]),
   )
 
   def jitter(x):
     for i in range(4):
       # Bind the current x into each branch (default arguments, not late-binding closures).
-      x = tf.switch_case(order[i], [lambda f=f, x=x: f(x) for f in ops])
+      x = tf.switch_case(f["order"][i], [lambda op=op, x=x: op(x) for op in ops])
       x = tf.clip_by_value(x, 0.0, 1.0)
     return x
 
-  return _apply_with_prob(jitter, image, seeds[5], prob)
+  return _apply_with_prob(jitter, image, _split(seed, 6)[5], prob)
 
 
 def to_grayscale(image: tf.Tensor) -> tf.Tensor:
@@ -195,11 +243,16 @@ def simclr_view(image: tf.Tensor, seed: tf.Tensor, cfg: Any) -> tf.Tensor:
     area_range=(_get(cfg, "crop_area_min", 0.08), _get(cfg, "crop_area_max", 1.0)),
     aspect_range=(_get(cfg, "aspect_min", 3 / 4), _get(cfg, "aspect_max", 4 / 3)),
     method=_get(cfg, "resize_method", "bicubic"),
+    min_object_covered=float(_get(cfg, "crop_min_object_covered", MIN_OBJECT_COVERED)),
   )
   if _get(cfg, "flip", True):
     x = random_flip(x, s[1])
   x = color_jitter(
-    x, s[2], float(_get(cfg, "color_strength", 0.5)), float(_get(cfg, "color_prob", 0.8))
+    x,
+    s[2],
+    float(_get(cfg, "color_strength", 0.5)),
+    float(_get(cfg, "color_prob", 0.8)),
+    saturation=_get(cfg, "color_saturation", None),
   )
   x = random_grayscale(x, s[3], float(_get(cfg, "gray_prob", 0.2)))
   x = gaussian_blur(
@@ -212,21 +265,28 @@ def simclr_view(image: tf.Tensor, seed: tf.Tensor, cfg: Any) -> tf.Tensor:
   return x
 
 
-def eval_view(image: tf.Tensor, image_size: int) -> tf.Tensor:
-  """Deterministic eval view: identity if already (image_size, image_size); else resize the shorter side to
-  image_size (bilinear, antialiased) and centre-crop a square."""
+def eval_view(
+  image: tf.Tensor,
+  image_size: int,
+  crop_proportion: float = CROP_PROPORTION,
+  method: str = "bicubic",
+) -> tf.Tensor:
+  """Deterministic eval view: identity if already (image_size, image_size) (CIFAR); else the official
+  ImageNet centre crop.
+
+  google-research/simclr tf2/data_util.py center_crop: a centred square of side
+  rint(crop_proportion * min(H, W)) (offsets rounded up, ((H - side) + 1) // 2), resized to
+  image_size x image_size (bicubic), clipped to [0, 1]. BYOL's _decode_and_center_crop keeps the same
+  224 / (224 + 32) = 0.875.
+  """
   static = image.shape
   if static[0] == image_size and static[1] == image_size:
     return image
   shape = tf.shape(image)
-  h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
-  scale = float(image_size) / tf.minimum(h, w)
-  new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), image_size)
-  new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), image_size)
-  x = tf.image.resize(image, [new_h, new_w], method="bilinear", antialias=True)
-  top = (new_h - image_size) // 2
-  left = (new_w - image_size) // 2
-  x = tf.slice(x, [top, left, 0], [image_size, image_size, -1])
+  h, w = shape[0], shape[1]
+  side = tf.cast(tf.math.rint(crop_proportion * tf.cast(tf.minimum(h, w), tf.float32)), tf.int32)
+  x = tf.image.crop_to_bounding_box(image, (h - side + 1) // 2, (w - side + 1) // 2, side, side)
+  x = tf.image.resize(x, [image_size, image_size], method=method)
   x = tf.ensure_shape(x, [image_size, image_size, None])
   return tf.clip_by_value(x, 0.0, 1.0)
 
@@ -237,8 +297,10 @@ def views_seeds(seed: tf.Tensor) -> tf.Tensor:
 
 
 __all__: Sequence[str] = (
+  "crop_box",
   "random_resized_crop",
   "random_flip",
+  "jitter_factors",
   "color_jitter",
   "random_grayscale",
   "to_grayscale",
