@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from contrastive_jax.checkpoint import IncompatibleCheckpointError
-from contrastive_jax.data import folder, pipeline
+from contrastive_jax.data import folder, image_text, pipeline
 
 # Fields (or field prefixes) whose change does not alter the trained parameters or the stream.
 SAFE = (
@@ -40,6 +40,8 @@ SAFE = (
 
 def data_stream(config, train_size: int, num_classes: int) -> dict:
   """The data-stream part of the fingerprint (see the module docstring)."""
+  if image_text.enabled(config):  # (image, caption) runs: their stream, with the text fields
+    return image_text.stream_fingerprint(config, train_size, num_classes)
   dataset = config.dataset
   reader = pipeline.reader(config)
   return {

@@ -8,7 +8,7 @@ batch-size sweep is `sweep()` below.
 
 import ml_collections
 
-from contrastive_jax.config_lib import augment
+from contrastive_jax.config_lib import augment, clip
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(
     dict(name="resnet18", width=1.0, stem="cifar", norm="batch", dtype="float32")
   )
+  c.model.update(pool="cls", posemb="learn")  # ViTs (models/vit.py): cls | mean, learn | sincos2d
   c.head = ml_collections.ConfigDict(
     dict(hidden_dims=(2048,), out_dim=128, last_bn=True, use_bn=True)
   )
@@ -61,12 +62,17 @@ def base_config() -> ml_collections.ConfigDict:
       end_lr_factor=0.0,
       b1=0.9,
       b2=0.999,
+      eps=1e-8,  # AdamW's epsilon (CLIP: 1e-6)
       grad_clip_norm=0.0,
     )
   )
   # Method; each method's own fields are added by `methods.configure`.
   c.method_args = ml_collections.ConfigDict(dict(temperature=0.5))
   c.method_args.loss_tile_size = ml_collections.FieldReference(None, field_type=int)
+  # Image-text methods (CLIP, SigLIP): captions, text tower, zero-shot monitor (config_lib/clip.py).
+  c.text = clip.text()
+  c.text_model = clip.text_model()
+  c.zero_shot = clip.zero_shot()
   # Large batches on few devices: embed in chunks of this many images per device (0 = off).
   c.grad_cache_chunk = 0
   # kNN monitor; bank_split / test_split None -> train_split / eval_split.

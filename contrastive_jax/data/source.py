@@ -2,7 +2,7 @@
 
 import jax
 
-from contrastive_jax.data import folder, pipeline
+from contrastive_jax.data import folder, image_text, pipeline
 
 
 class DataSource:
@@ -10,11 +10,17 @@ class DataSource:
 
   def __init__(self, config):
     self.config = config
-    self.num_classes, shape, self.split_sizes = pipeline.dataset_info(
-      config.dataset, pipeline.resolve_data_dir(config.data_dir), config=config
-    )
+    # config.text.source set: (image, tokens) batches of data/image_text.py (CLIP, SigLIP).
+    self.image_text = image_text.enabled(config)
+    if self.image_text:
+      self.num_classes, self.train_size = image_text.info(config)
+      self.split_sizes = {config.train_split: self.train_size}
+    else:
+      self.num_classes, shape, self.split_sizes = pipeline.dataset_info(
+        config.dataset, pipeline.resolve_data_dir(config.data_dir), config=config
+      )
+      self.train_size = pipeline.num_examples(config, config.train_split)  # 'train[:90%]' works
     self.image_shape = (config.image_size, config.image_size, 3)
-    self.train_size = pipeline.num_examples(config, config.train_split)  # 'train[:90%]' works too
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
     # Folder datasets: labels are indices into the training split's classes (data/folder.py).
     self.class_names = (
@@ -25,7 +31,8 @@ class DataSource:
     self.local_batch = config.batch_size // self.process_count
 
   def train_batches(self, start_step: int = 0):
-    return pipeline.pretrain_iterator(
+    reader = image_text if self.image_text else pipeline
+    return reader.pretrain_iterator(
       self.config,
       batch_size=self.local_batch,
       process_index=self.process_index,

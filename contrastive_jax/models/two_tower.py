@@ -14,16 +14,14 @@ import jax.numpy as jnp
 
 
 class TwoTower(nn.Module):
-  image_encoder: nn.Module
-  text_encoder: nn.Module
+  encoder: nn.Module  # the image tower; params['encoder'] like every method's encoder
+  text: nn.Module  # the text tower; params['text']
   embed_dim: int
   scale_init: float
   bias_init: float | None = None  # None: no bias parameter (CLIP)
   dtype: Any = jnp.float32
 
   def setup(self):
-    self.encoder = self.image_encoder
-    self.text = self.text_encoder
     # Kernels N(0, width^-0.5) as CLIP's projections; computed in float32 (small).
     init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
     self.image_proj = nn.Dense(self.embed_dim, use_bias=False, kernel_init=init)

@@ -15,6 +15,7 @@ import time
 
 import jax
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import sharding
 from contrastive_jax.data import captions, image_text, image_text_eval
@@ -27,6 +28,18 @@ def _per_process_batch(batch_size: int) -> int:
   per = int(batch_size) // jax.process_count()
   local = jax.local_device_count()
   return max(local, per // local * local)
+
+
+def sharded_embed(fn, mesh):
+  """jit(shard_map(fn)): `fn(state, x)` per device on its rows (state replicated, no collectives).
+
+  A per-device program, as in the train step: the text tower's embedding lookup is a gather whose
+  output sharding plain jit cannot infer from rows sharded over the mesh.
+  """
+  body = jax.shard_map(
+    fn, mesh=mesh, in_specs=(P(), P(sharding.DATA_AXIS)), out_specs=P(sharding.DATA_AXIS)
+  )
+  return jax.jit(body)
 
 
 def default_dataset(config) -> str:
@@ -42,7 +55,7 @@ def default_dataset(config) -> str:
 
 def embed_texts(method, state, mesh, tokens: np.ndarray, batch_size: int) -> np.ndarray:
   """(n, d) joint embeddings of token rows, in global batches padded to the device count."""
-  step = jax.jit(method.joint_text, out_shardings=sharding.data_sharded(mesh))
+  step = sharded_embed(method.joint_text, mesh)
   n = len(tokens)
   batch = max(jax.device_count(), int(batch_size) // jax.device_count() * jax.device_count())
   out = []
@@ -61,8 +74,8 @@ def embed_texts(method, state, mesh, tokens: np.ndarray, batch_size: int) -> np.
 
 def _pairs(method, state, mesh, batches):
   """(image embeddings, text embeddings, caption ids) of the real rows, in split order."""
-  image_step = feats_lib.make_embed_step(method.joint_image, mesh)
-  text_step = jax.jit(method.joint_text, out_shardings=sharding.data_sharded(mesh))
+  image_step = sharded_embed(method.joint_image, mesh)
+  text_step = sharded_embed(method.joint_text, mesh)
   parts = {"image": [], "text": [], "caption_id": [], "index": [], "mask": []}
   for host in batches:
     g = sharding.global_batch(host, mesh)
@@ -101,7 +114,7 @@ def evaluate(method, state, config, mesh, data) -> dict:
     )
     batches = image_text_eval.labelled_iterator(config, dataset, split, batch_size=batch, **where)
     feats, labels, _ = feats_lib.compute_features(
-      feats_lib.make_embed_step(method.joint_image, mesh), state, batches, mesh
+      sharded_embed(method.joint_image, mesh), state, batches, mesh
     )
     out.update(zs_lib.classify(feats, labels, class_emb))
     lines.append(

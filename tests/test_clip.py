@@ -1,0 +1,133 @@
+"""CLIP and SigLIP as plug-ins of the one trainer: 8 devices == 1 device (loss, gradients, logit
+scale), the gradient cache == the full batch, the clamp and the initial values, end to end runs."""
+
+import json
+import math
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from contrastive_jax import grad_cache, methods, optim, sharding, train
+from contrastive_jax import step as step_lib
+from tests import clip_helpers
+
+METHODS = ("clip", "siglip")
+
+
+def _batch(config, n, seed=0):
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(1, 49000, size=(n, config.text.context_length)).astype(np.int32)
+  lengths = rng.integers(3, config.text.context_length, size=n)
+  tokens[:, 0] = 49406
+  for i, k in enumerate(lengths):  # <end_of_text> then padding, as the tokenizer writes rows
+    tokens[i, k] = 49407
+    tokens[i, k + 1 :] = 0
+  images = rng.uniform(size=(n, config.image_size, config.image_size, 3)).astype(np.float32)
+  return {"image": images, "tokens": tokens}
+
+
+def _run(config, num_devices, batches, chunk=0):
+  mesh = jax.make_mesh((num_devices,), (sharding.DATA_AXIS,), devices=jax.devices()[:num_devices])
+  method = methods.get_method(config, 4)
+  tx, schedule = optim.create_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=100, steps_per_epoch=10
+  )
+  state = step_lib.create_state(method, tx, config, mesh, (config.image_size,) * 2 + (3,))
+  init = jax.tree.map(np.asarray, state.params)
+  grad_fn = grad_cache.make_grad_fn(method, chunk) if chunk else None
+  step = step_lib.make_train_step(method, tx, schedule, mesh, grad_fn=grad_fn)
+  ms = []
+  for b in batches:
+    state, m = step(state, sharding.global_batch(b, mesh))
+    ms.append(jax.tree.map(np.asarray, m))
+  return init, jax.tree.map(np.asarray, state.params), ms
+
+
+def _close(a, b, rtol=1e-5, atol=1e-5):
+  # atol 1e-5 on O(1) values: float32 sums in another order (chunks, devices) after an SGD step.
+  for (path, x), y in zip(jax.tree.flatten_with_path(a)[0], jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path))
+
+
+def _sgd(config):
+  # SGD: the update is linear in the gradient, so equal updates mean equal gradients.
+  config.optim.update(name="sgd", base_lr=0.5, weight_decay=0.0, momentum=0.0)
+  return config
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_eight_devices_equal_one_device(name):
+  config = _sgd(clip_helpers.tiny_config(name))
+  batches = [_batch(config, 32, seed=1), _batch(config, 32, seed=2)]
+  init, p1, m1 = _run(config, 1, batches)
+  _, p8, m8 = _run(config, 8, batches)
+  _close(p8, p1)
+  for a, b in zip(m8, m1):
+    _close(a, b)
+  # The logit scale (and SigLIP's bias) really learn, identically on 1 and 8 devices.
+  assert abs(p1["logit_scale"] - init["logit_scale"]) > 1e-4
+  if name == "siglip":
+    assert abs(p1["logit_bias"] - init["logit_bias"]) > 1e-4
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("num_devices,chunk", [(1, 8), (8, 2)])
+def test_grad_cache_equals_full_batch(name, num_devices, chunk):
+  # Exact: no BatchNorm in the ViT or the text tower; the logit scale's gradient is summed once.
+  config = _sgd(clip_helpers.tiny_config(name))
+  batches = [_batch(config, 32, seed=3)]
+  init, p_full, m_full = _run(config, num_devices, batches)
+  _, p_gc, m_gc = _run(config, num_devices, batches, chunk=chunk)
+  _close(p_gc, p_full)
+  _close(m_gc[0], m_full[0])
+  assert abs(p_full["logit_scale"] - init["logit_scale"]) > 1e-4
+
+
+def test_initial_values_and_clamp():
+  clip_cfg = clip_helpers.tiny_config("clip")
+  sig_cfg = clip_helpers.tiny_config("siglip")
+  clip_init, _, _ = _run(clip_cfg, 1, [])
+  sig_init, _, _ = _run(sig_cfg, 1, [])
+  np.testing.assert_allclose(clip_init["logit_scale"], math.log(1 / 0.07), rtol=1e-6)
+  assert "logit_bias" not in clip_init
+  np.testing.assert_allclose(sig_init["logit_scale"], math.log(10.0), rtol=1e-6)
+  np.testing.assert_allclose(sig_init["logit_bias"], -10.0)
+  # Starting at the clamp with a huge learning rate: the scale never exceeds 100 (CLIP Sec. 2.5).
+  config = _sgd(clip_helpers.tiny_config("clip", **{"method_args.init_logit_scale": 100.0}))
+  config.optim.base_lr = 1e3
+  _, params, ms = _run(config, 1, [_batch(config, 32, seed=s) for s in range(3)])
+  assert params["logit_scale"] <= math.log(100.0) + 1e-6
+  assert all(m["logit_scale"] <= 100.0 + 1e-3 for m in ms)
+
+
+def test_siglip_ring_equals_dense_in_the_step():
+  ring = _sgd(clip_helpers.tiny_config("siglip", **{"method_args.loss_chunk_size": 3}))
+  dense = _sgd(clip_helpers.tiny_config("siglip", **{"method_args.sigmoid_loss": "dense"}))
+  batches = [_batch(ring, 40, seed=4)]  # 5 rows per device: not a multiple of the chunk
+  _, p_ring, m_ring = _run(ring, 8, batches)
+  assert set(p_ring) >= {"encoder", "text", "image_proj", "text_proj", "logit_scale", "logit_bias"}
+  _, p_dense, m_dense = _run(dense, 8, batches)
+  _close(p_ring, p_dense)
+  _close(m_ring[0], m_dense[0])
+
+
+def test_bad_fields_are_named():
+  with pytest.raises(ValueError, match="config.method_args.sigmoid_loss"):
+    methods.get_method(clip_helpers.tiny_config("siglip", **{"method_args.sigmoid_loss": "x"}), 4)
+  with pytest.raises(ValueError, match="config.method_args.max_logit_scale"):
+    methods.get_method(clip_helpers.tiny_config("clip", **{"method_args.max_logit_scale": 0.0}), 4)
+  with pytest.raises(ValueError, match="config.text.source"):
+    methods.get_method(clip_helpers.tiny_config("clip", **{"text.source": ""}), 4)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_train_end_to_end_writes_zero_shot_results(name, tmp_path):
+  config = clip_helpers.tiny_config(name, total_steps=3)
+  results = train.train_and_evaluate(config, str(tmp_path))
+  with open(os.path.join(tmp_path, "results.json")) as f:
+    saved = json.load(f)
+  for key in ("zero_shot_top1", "zero_shot_top1_random_init", "i2t_recall@1", "t2i_recall@1"):
+    assert key in saved and 0.0 <= saved[key] <= 1.0, key
+  assert results["steps"] == 3 and np.isfinite(results["zero_shot_top1"])
