@@ -372,9 +372,12 @@ def _digest(f: epath.Path) -> tuple[int, str]:
 
 
 def _files(root: epath.Path) -> list[str]:
+  """Every file under root, relative to it (epath's walk drops the gs:// prefix, so compare
+  without it)."""
+  base = os.fspath(root).split("://", 1)[-1].rstrip("/")
   out = []
   for top, _, names in root.walk():
-    rel = os.fspath(top)[len(os.fspath(root)) :].strip("/")
+    rel = os.fspath(top).split("://", 1)[-1].rstrip("/")[len(base) :].strip("/")
     out += [f"{rel}/{n}" if rel else n for n in names]
   return sorted(out)
 

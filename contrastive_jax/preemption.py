@@ -35,6 +35,10 @@ def _preemption_service_available() -> bool:
     return False
 
 
+class Interrupted(Exception):
+  """A stop request arrived during an evaluation; raised between two of its batches."""
+
+
 class PreemptionWatcher:
   """Answers `should_stop(step)` identically on every process; install once per run, then close()."""
 
@@ -77,6 +81,29 @@ class PreemptionWatcher:
 
     flags = multihost_utils.process_allgather(np.array([self.signalled], np.int32))
     return bool(np.max(flags))
+
+  def requested_now(self) -> bool:
+    """Whether a stop was requested, the same answer on every process; for loops outside the
+    train step (evaluations), called at the same point on every process (e.g. once per batch).
+
+    With JAX's preemption service (multi-host default) the notice is only visible at a training
+    step's sync point, so this returns False and the stop happens after the evaluation.
+    """
+    if self._use_service:
+      return False
+    if jax.process_count() == 1:
+      return self.signalled
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+
+    flags = multihost_utils.process_allgather(np.array([self.signalled], np.int32))
+    return bool(np.max(flags))
+
+  def interruptible(self, batches):
+    """`batches`, raising Interrupted before the next batch once a stop is requested."""
+    for batch in batches:
+      if self.requested_now():
+        raise Interrupted()
+      yield batch
 
   def close(self) -> None:
     for sig, handler in self._previous.items():

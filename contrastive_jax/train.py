@@ -62,12 +62,31 @@ check_resume = fingerprint_lib.check_resume
 # ----------------------------------------------------------------------------- evaluation
 
 
-def run_monitors(method, state, config, mesh, data) -> dict:
-  """Every evaluator the method declares (method.evaluators), by name from protocols/monitors.py."""
+def run_monitors(method, state, config, mesh, data, watcher=None) -> dict:
+  """Every evaluator the method declares (method.evaluators), by name from protocols/monitors.py.
+
+  With a `watcher`, a stop request (SIGTERM) raises preemption.Interrupted between two evaluation
+  batches, so a long kNN pass never outlasts a preemption's grace period.
+  """
+  if watcher is not None:
+    data = _InterruptibleData(data, watcher)
   out = {}
   for name in method.evaluators:
     out.update(getattr(monitors, name)(method, state, config, mesh, data))
   return out
+
+
+class _InterruptibleData:
+  """A DataSource whose eval_batches check for a stop request before each batch."""
+
+  def __init__(self, data, watcher):
+    self._data, self._watcher = data, watcher
+
+  def __getattr__(self, name):
+    return getattr(self._data, name)
+
+  def eval_batches(self, *args, **kwargs):
+    return self._watcher.interruptible(self._data.eval_batches(*args, **kwargs))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -165,27 +184,35 @@ def _train(config, workdir, lock) -> dict:
   start_step = int(state.step)
 
   writer = metrics_lib.MetricWriter(workdir)
-  results: dict[str, Any] = {}
-  if config.eval_at_start and start_step == 0:
-    at_start = run_monitors(method, state, config, mesh, data)
-    writer.write(0, at_start)
-    results.update({f"{k}_random_init": v for k, v in at_start.items()})
-    metrics_lib.update_results(workdir, results)
-
-  grad_fn = None
-  if config.get("grad_cache_chunk", 0) > 0:  # big batches in chunks (contrastive_jax/grad_cache.py)
-    grad_fn = grad_cache.make_grad_fn(method, config.grad_cache_chunk)
-  train_step = step_lib.make_train_step(method, tx, schedule, mesh, grad_fn=grad_fn)
-  batches = data.train_batches(start_step=start_step)
-  eval_every = (
-    int(round(config.eval_every_epochs * steps_per_epoch)) if config.eval_every_epochs > 0 else 0
-  )
-  progress = metrics_lib.Progress(total_steps, start_step, config.batch_size)
   watcher = preemption.PreemptionWatcher(agree_every=min(10, config.log_every_steps))
+  results: dict[str, Any] = {}
   pending: list[tuple[int, dict]] = []
   step = start_step
-  t_start = time.time()
+
+  def check_pending():  # every step's non-finite flag, before anything is logged or saved
+    host = [(s, jax.tree.map(float, sharding.to_host(x))) for s, x in pending]
+    pending.clear()
+    guard.check(host, ckpt.last_good)  # raises NonFiniteError under the policy
+    meta["skipped_steps"] = guard.skipped
+    return host
+
   try:
+    if config.eval_at_start and start_step == 0:
+      at_start = run_monitors(method, state, config, mesh, data, watcher)
+      writer.write(0, at_start)
+      results.update({f"{k}_random_init": v for k, v in at_start.items()})
+      metrics_lib.update_results(workdir, results)
+
+    grad_fn = None
+    if config.get("grad_cache_chunk", 0) > 0:  # big batches in chunks (grad_cache.py)
+      grad_fn = grad_cache.make_grad_fn(method, config.grad_cache_chunk)
+    train_step = step_lib.make_train_step(method, tx, schedule, mesh, grad_fn=grad_fn)
+    batches = data.train_batches(start_step=start_step)
+    eval_every = (
+      int(round(config.eval_every_epochs * steps_per_epoch)) if config.eval_every_epochs > 0 else 0
+    )
+    progress = metrics_lib.Progress(total_steps, start_step, config.batch_size)
+    t_start = time.time()
     while step < total_steps:
       batch = sharding.global_batch(next(batches), mesh)
       state, m = train_step(state, batch)
@@ -199,11 +226,7 @@ def _train(config, workdir, lock) -> dict:
         )
       log_now = step % config.log_every_steps == 0 or step == total_steps
       if log_now or stop or ckpt.due(step):
-        # Every step's non-finite flag is checked before anything is logged or saved.
-        host = [(s, jax.tree.map(float, sharding.to_host(x))) for s, x in pending]
-        pending.clear()
-        guard.check(host, ckpt.last_good)  # raises NonFiniteError under the policy
-        meta["skipped_steps"] = guard.skipped
+        host = check_pending()
         if log_now:
           last = dict(host[-1][1])
           last["images_per_sec"] = progress.rate(step)
@@ -212,22 +235,13 @@ def _train(config, workdir, lock) -> dict:
           progress.print(step, last, last["images_per_sec"])
       ckpt.save(step, state, meta, force=stop)
       if stop:
-        ckpt.wait()
-        where = os.fspath(ckpt.path(step))
-        logging.warning(
-          "Preempted: saved the checkpoint of step %d to %s; exiting. Run the same "
-          "command again to resume from there.",
-          step,
-          where,
-        )
-        print(f"Preempted at step {step}/{total_steps}; checkpoint saved to {where}.", flush=True)
-        return {"preempted": True, "steps": step, "checkpoint": where}
+        return _preempted(ckpt, step, total_steps)
       if eval_every and step % eval_every == 0 and step < total_steps:
-        writer.write(step, run_monitors(method, state, config, mesh, data))
+        writer.write(step, run_monitors(method, state, config, mesh, data, watcher))
     ckpt.save(step, state, meta, force=True)
     ckpt.wait()  # a failed final write raises here, not hidden in close()
     train_time = time.time() - t_start
-    final = run_monitors(method, state, config, mesh, data)
+    final = run_monitors(method, state, config, mesh, data, watcher)
     writer.write(step, final)
     results.update(final)
     results.update(
@@ -238,9 +252,27 @@ def _train(config, workdir, lock) -> dict:
         "skipped_steps": guard.skipped,
       }
     )
-    results = metrics_lib.update_results(workdir, results)
-    return results
+    return metrics_lib.update_results(workdir, results)
+  except preemption.Interrupted:  # SIGTERM during an evaluation: save this step, exit
+    check_pending()
+    if step > 0:  # at start nothing was trained: nothing to save
+      ckpt.save(step, state, meta, force=True)
+    return _preempted(ckpt, step, total_steps, " during an evaluation")
   finally:
     watcher.close()
     ckpt.close()
     writer.close()
+
+
+def _preempted(ckpt, step: int, total_steps: int, during: str = "") -> dict:
+  ckpt.wait()
+  where = os.fspath(ckpt.path(step)) if step in ckpt.all_steps() else "none (nothing trained yet)"
+  logging.warning(
+    "Preempted%s: saved the checkpoint of step %d to %s; exiting. Run the same "
+    "command again to resume from there.",
+    during,
+    step,
+    where,
+  )
+  print(f"Preempted{during} at step {step}/{total_steps}; checkpoint saved to {where}.", flush=True)
+  return {"preempted": True, "steps": step, "checkpoint": where}

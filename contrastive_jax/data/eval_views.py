@@ -105,6 +105,7 @@ def augmented_batches(
   aug,
   process_index: int = 0,
   shuffle_buffer: int = 50_000,
+  skip_batches: int = 0,
 ) -> Iterator[dict]:
   """Endless host batches {'image' float32 (b, S, S, 3), 'label' int32 (b,)} of augmented views.
 
@@ -117,6 +118,8 @@ def augmented_batches(
     aug: view config for augment.simclr_view (e.g. config_lib.augment.crop_flip).
     process_index: folds into the seeds so processes draw different views.
     shuffle_buffer: cap on the shuffle buffer (datasets that do not fit stream through it).
+    skip_batches: start after this many batches (a resumed fine-tune), skipped before the
+      augmentation, so the stream from there equals the uninterrupted one.
   """
   root = tf.random.experimental.stateless_fold_in(tf.constant([seed, 17], tf.int64), process_index)
 
@@ -136,6 +139,7 @@ def augmented_batches(
     )
     .repeat()
     .enumerate()
+    .skip(int(skip_batches) * batch_size)
   )
   ds = ds.map(view, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -145,7 +149,7 @@ def augmented_batches(
 
 
 def augmented_array_batches(
-  images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int, aug
+  images: np.ndarray, labels: np.ndarray, *, batch_size: int, seed: int, aug, skip_batches: int = 0
 ) -> Iterator[dict]:
   """`augmented_batches` of in-memory examples: each process takes its contiguous share of them.
 
@@ -155,6 +159,7 @@ def augmented_array_batches(
     batch_size: the GLOBAL batch (each process yields batch_size / process_count rows).
     seed: root seed.
     aug: view config for augment.simclr_view.
+    skip_batches: as in `augmented_batches`.
   """
   n, pc, pi = len(labels), jax.process_count(), jax.process_index()
   lo, hi = n * pi // pc, n * (pi + 1) // pc
@@ -165,4 +170,5 @@ def augmented_array_batches(
     seed=seed,
     aug=aug,
     process_index=pi,
+    skip_batches=skip_batches,
   )

@@ -69,6 +69,9 @@ def evaluate(config, workdir: str) -> dict:
     )
   else:
     res.update(finetune.finetune(config, loaded, data_cfg, num_classes, mesh, workdir, writer))
+  if res.get("preempted"):  # SIGTERM: the protocol saved its own checkpoint; no results.json yet
+    writer.close()
+    return res
   res[f"{config.mode}_total_time_s"] = time.time() - t_start
   writer.write(
     loaded.step,

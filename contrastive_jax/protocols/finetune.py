@@ -19,6 +19,7 @@ with `tfds build imagenet2012_subset`; this path is not exercised by the tests h
 
 import logging
 import math
+import os
 import time
 import types
 
@@ -26,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from contrastive_jax import optim, pretrained, sharding
+from contrastive_jax import checkpoint, optim, preemption, pretrained, sharding
 from contrastive_jax import step as step_lib
 from contrastive_jax.config_lib import augment
 from contrastive_jax.data import eval_views, subsets
@@ -201,20 +202,26 @@ def finetune(
   imnet = subsets.imagenet_subset(data_cfg, fraction)
   if imnet is not None:
     ds, n = imnet
-    batches = eval_views.augmented_batches(
-      ds,
-      n // jax.process_count(),
-      batch_size=int(ft.batch_size) // jax.process_count(),
-      seed=seed,
-      aug=aug,
-      process_index=jax.process_index(),
-    )
+
+    def make_batches(skip):
+      return eval_views.augmented_batches(
+        ds,
+        n // jax.process_count(),
+        batch_size=int(ft.batch_size) // jax.process_count(),
+        seed=seed,
+        aug=aug,
+        process_index=jax.process_index(),
+        skip_batches=skip,
+      )
   else:
     images, labels, _ = subsets.labelled_subset(data_cfg, fraction, seed, workdir)
     n = len(labels)
-    batches = eval_views.augmented_array_batches(
-      images, labels, batch_size=int(ft.batch_size), seed=seed, aug=aug
-    )
+
+    def make_batches(skip):
+      return eval_views.augmented_array_batches(
+        images, labels, batch_size=int(ft.batch_size), seed=seed, aug=aug, skip_batches=skip
+      )
+
   steps_per_epoch = max(1, n // int(ft.batch_size))
   total = (
     int(ft.steps)
@@ -225,57 +232,126 @@ def finetune(
   method = create_method(loaded.config, num_classes, int(ft.from_projection_layer))
   image_shape = (int(data_cfg.image_size), int(data_cfg.image_size), 3)
   state = _initial_state(method, tx, loaded, seed, mesh, image_shape)
-  step_fn = step_lib.make_train_step(method, tx, schedule, mesh)
-  logging.info(
-    "Fine-tuning on %d labelled examples (%s%%), %d steps of batch %d.",
-    n,
-    pct,
-    total,
-    ft.batch_size,
+  # The fine-tune's own checkpoints (W2/checkpoints): a preempted fine-tune resumes from them.
+  meta = {
+    "finetune": {
+      "pretrained_workdir": loaded.workdir,
+      "pretrained_step": loaded.step,
+      "random_init": bool(loaded.random_init),
+      "dataset": data_cfg.dataset,
+      "label_fraction": fraction,
+      "seed": seed,
+      "examples": int(n),
+      "total_steps": int(total),
+      "config": ft.to_dict(),
+    }
+  }
+  ckpt = checkpoint.Checkpointer(
+    os.path.join(workdir, "checkpoints"),
+    keep=2,
+    save_every=max(1, int(ft.get("checkpoint_every_steps", 500))),
   )
   log_every = max(1, int(ft.get("log_every_steps", 50)))
-  for step in range(1, total + 1):
-    state, m = step_fn(state, sharding.global_batch(next(batches), mesh))
-    if step % log_every == 0 or step == total:
-      hm = jax.tree.map(float, sharding.to_host(m))
-      if not math.isfinite(hm["loss"]):
-        raise FloatingPointError(
-          f"Fine-tune loss is {hm['loss']} at step {step}; lower config.finetune.lr."
+  watcher = preemption.PreemptionWatcher(agree_every=min(10, log_every))
+  try:
+    restored = ckpt.restore_latest_good(
+      checkpoint.abstract_like(state), check=lambda saved: _check_resume(saved, meta)
+    )
+    start = 0
+    if restored is not None:
+      start, state, _ = restored
+      logging.warning("Fine-tune resumed from %s at step %d.", ckpt.path(start), start)
+    step_fn = step_lib.make_train_step(method, tx, schedule, mesh)
+    batches = make_batches(start)
+    logging.info(
+      "Fine-tuning on %d labelled examples (%s%%), %d steps of batch %d.",
+      n,
+      pct,
+      total,
+      ft.batch_size,
+    )
+    step = start
+    for step in range(start + 1, total + 1):
+      state, m = step_fn(state, sharding.global_batch(next(batches), mesh))
+      stop = watcher.should_stop(step)
+      ckpt.save(step, state, meta, force=stop or step == total)
+      if stop:
+        res = _preempted(ckpt, step, total)
+        return (res, None, method) if return_state else res
+      if step % log_every == 0 or step == total:
+        hm = jax.tree.map(float, sharding.to_host(m))
+        if not math.isfinite(hm["loss"]):
+          raise FloatingPointError(
+            f"Fine-tune loss is {hm['loss']} at step {step}; lower config.finetune.lr."
+          )
+        if writer is not None:
+          writer.write(step, {f"finetune_{pct}pct_{k}": v for k, v in hm.items()})
+        logging.info(
+          "finetune step %d/%d loss %.4f train acc %.3f",
+          step,
+          total,
+          hm["loss"],
+          hm["train_accuracy"],
         )
-      if writer is not None:
-        writer.write(step, {f"finetune_{pct}pct_{k}": v for k, v in hm.items()})
-      logging.info(
-        "finetune step %d/%d loss %.4f train acc %.3f",
-        step,
-        total,
-        hm["loss"],
-        hm["train_accuracy"],
+    ckpt.save(step, state, meta, force=True)  # a restart after this only evaluates
+    ckpt.wait()
+    train_time = time.time() - t0
+    try:
+      top1, top5 = evaluate_classifier(
+        method, state, data_cfg, data_cfg.eval_split, mesh, int(config.eval_batch_size), watcher
       )
-  train_time = time.time() - t0
-  top1, top5 = evaluate_classifier(
-    method, state, data_cfg, data_cfg.eval_split, mesh, int(config.eval_batch_size)
+    except preemption.Interrupted:
+      res = _preempted(ckpt, step, total, " during the fine-tune's evaluation")
+      return (res, None, method) if return_state else res
+    prefix = f"finetune_{pct}pct"
+    res = {
+      f"{prefix}_top1": top1,
+      f"{prefix}_top5": top5,
+      f"{prefix}_time_s": time.time() - t0,
+      f"{prefix}_train_time_s": train_time,
+      f"{prefix}_examples": int(n),
+      f"{prefix}_steps": int(total),
+    }
+    logging.info("Fine-tune (%s%% labels): test top-1 %.4f top-5 %.4f.", pct, top1, top5)
+    return (res, state, method) if return_state else res
+  finally:
+    watcher.close()
+    ckpt.close()
+
+
+def _check_resume(saved: dict, meta: dict) -> None:
+  old, new = saved.get("finetune", {}), meta["finetune"]
+  diffs = [
+    f"{k}: checkpoint has {old.get(k)!r}, config has {new[k]!r}"
+    for k in new
+    if old.get(k) != new[k]
+  ]
+  if diffs:
+    raise checkpoint.IncompatibleCheckpointError(
+      "The fine-tune checkpoint in this workdir was written by another fine-tune:\n  "
+      + "\n  ".join(diffs)
+      + "\nNothing on disk was changed. Use a new --workdir, or restore the old values."
+    )
+
+
+def _preempted(ckpt, step: int, total: int, during: str = "") -> dict:
+  ckpt.wait()
+  where = os.fspath(ckpt.path(step))
+  print(
+    f"Preempted{during} at fine-tune step {step}/{total}; checkpoint saved to {where}.", flush=True
   )
-  prefix = f"finetune_{pct}pct"
-  res = {
-    f"{prefix}_top1": top1,
-    f"{prefix}_top5": top5,
-    f"{prefix}_time_s": time.time() - t0,
-    f"{prefix}_train_time_s": train_time,
-    f"{prefix}_examples": int(n),
-    f"{prefix}_steps": int(total),
-  }
-  logging.info("Fine-tune (%s%% labels): test top-1 %.4f top-5 %.4f.", pct, top1, top5)
-  return (res, state, method) if return_state else res
+  return {"preempted": True, "finetune_steps": step, "checkpoint": where}
 
 
 def evaluate_classifier(
-  method, state, data_cfg, split: str, mesh, batch_size: int
+  method, state, data_cfg, split: str, mesh, batch_size: int, watcher=None
 ) -> tuple[float, float]:
-  """Top-1 / top-5 of method.embed's logits over a whole split (padding rows excluded)."""
+  """Top-1 / top-5 of method.embed's logits over a whole split (padding rows excluded); with a
+  preemption `watcher`, a stop request raises preemption.Interrupted between batches."""
+  batches = eval_views.split_batches(data_cfg, split, batch_size)
+  if watcher is not None:
+    batches = watcher.interruptible(batches)
   logits, labels, _ = feats_lib.compute_features(
-    feats_lib.make_embed_step(method.embed, mesh),
-    state,
-    eval_views.split_batches(data_cfg, split, batch_size),
-    mesh,
+    feats_lib.make_embed_step(method.embed, mesh), state, batches, mesh
   )
   return linear.topk_accuracy(logits, labels)

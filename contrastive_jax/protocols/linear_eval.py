@@ -11,6 +11,7 @@
    figures.
 """
 
+import json
 import logging
 import os
 import time
@@ -18,8 +19,9 @@ from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 
-from contrastive_jax import metrics as metrics_lib, sharding
+from contrastive_jax import metrics as metrics_lib, preemption, sharding
 from contrastive_jax.config_lib import augment
 from contrastive_jax.data import eval_views, subsets
 from contrastive_jax.evaluators import features as feats_lib
@@ -30,11 +32,52 @@ from contrastive_jax.report import export, plots
 MODES = ("features", "augmented")
 
 
-def split_features(loaded, data_cfg, split: str, mesh, batch_size: int):
-  """(features, labels, ids) of a whole split through the frozen encoder (method.embed)."""
+def split_features(loaded, data_cfg, split: str, mesh, batch_size: int, watcher=None):
+  """(features, labels, ids) of a whole split through the frozen encoder (method.embed); with a
+  preemption `watcher`, a stop request raises preemption.Interrupted between batches."""
   step = feats_lib.make_embed_step(loaded.method.embed, mesh)
   batches = eval_views.split_batches(data_cfg, split, batch_size)
+  if watcher is not None:
+    batches = watcher.interruptible(batches)
   return feats_lib.compute_features(step, loaded.state, batches, mesh)
+
+
+def saved_split_features(config, loaded, data_cfg, split, mesh, batch_size, workdir, watcher):
+  """split_features, kept in W2/features_{split}.npz: the linear evaluation's checkpoint. A run
+  preempted after a split's features resumes with them; a file made from another encoder, step or
+  data is recomputed."""
+  key = json.dumps(
+    {
+      "pretrained_workdir": loaded.workdir,
+      "pretrained_step": loaded.step,
+      "random_init": bool(loaded.random_init),
+      "seed": int(config.seed),
+      "dataset": data_cfg.dataset,
+      "split": split,
+      "image_size": int(data_cfg.image_size),
+    },
+    sort_keys=True,
+  )
+  path = (
+    epath.Path(workdir)
+    / f"features_{split.replace('[', '_').replace(']', '').replace(':', '_')}.npz"
+  )
+  if path.exists():
+    with path.open("rb") as f:
+      saved = np.load(f)
+      if str(saved["key"]) == key:
+        logging.warning(
+          "Linear eval: %s features of %s restored from %s.", split, loaded.workdir, path
+        )
+        return saved["features"], saved["labels"], saved["ids"]
+    logging.warning("Linear eval: %s was made from another encoder or data; recomputing.", path)
+  out = split_features(loaded, data_cfg, split, mesh, batch_size, watcher)
+  if jax.process_index() == 0:
+    tmp = path.parent / (path.name + ".tmp")
+    with tmp.open("wb") as f:
+      np.savez(f, features=out[0], labels=out[1], ids=out[2], key=np.asarray(key))
+    tmp.rename(path)
+  return out
 
 
 def embed_images(loaded, images, mesh, batch_size: int = 256) -> np.ndarray:
@@ -61,7 +104,17 @@ def nearest_neighbour_images(loaded, images, gallery_features, mesh, k: int = 5)
 
 
 def linear_augmented(
-  config, loaded, data_cfg, num_classes: int, mesh, train_ids, train_x, val_x, val_y, writer=None
+  config,
+  loaded,
+  data_cfg,
+  num_classes: int,
+  mesh,
+  train_ids,
+  train_x,
+  val_x,
+  val_y,
+  writer=None,
+  watcher=None,
 ) -> linear.LinearProbeResult:
   """SimCLR's linear evaluation: a grid of linear heads on crop + flip views of the train part.
 
@@ -75,6 +128,8 @@ def linear_augmented(
     train_x: their eval-view features (normalisation statistics).
     val_x, val_y: held-out features and labels (selection).
     writer: optional metrics.MetricWriter (linear_aug_loss_best_pair).
+    watcher: optional preemption watcher: a stop request raises preemption.Interrupted between
+      batches (the probe then starts over on the next run; its features are kept).
   """
   lin = config.linear
   if lin.optimizer not in ("sgd_nesterov", "lars"):
@@ -91,6 +146,8 @@ def linear_augmented(
     seed=int(config.seed),
     aug=augment.crop_flip(data_cfg.image_size, lin.get("crop_area_min", 0.08)),
   )
+  if watcher is not None:
+    batches = watcher.interruptible(batches)
   spe = max(1, n // batch)
   total = int(lin.steps) if lin.get("steps", -1) and lin.steps > 0 else int(lin.epochs) * spe
   logging.info("Augmented linear eval: %d steps of batch %d over %d examples.", total, batch, n)
@@ -135,7 +192,7 @@ def check_config(config) -> None:
     raise ValueError(f"config.export_split={split!r}: use None, 'test' or 'train'.")
 
 
-def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train):
+def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher=None):
   """The linear probe of config.linear.mode: selection on a held-out part of TRAIN."""
   lin = config.linear
   train_x, train_y, train_ids = train
@@ -171,19 +228,42 @@ def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train):
     train_x[val],
     train_y[val],
     writer,
+    watcher,
   )
 
 
 def linear_evaluation(
   config, loaded, data_cfg, num_classes: int, mesh, workdir: str, writer
 ) -> dict:
-  """kNN, linear probe, retrieval, export and figures of the frozen encoder; returns the numbers."""
+  """kNN, linear probe, retrieval, export and figures of the frozen encoder; returns the numbers.
+
+  A SIGTERM (preemption) stops it between two batches of any feature pass or of the augmented
+  probe's training and returns {'preempted': True}; the features finished so far are kept in W2
+  (`saved_split_features`), so the next start resumes after them.
+  """
   check_config(config)
+  watcher = preemption.PreemptionWatcher()
+  try:
+    return _linear_evaluation(config, loaded, data_cfg, num_classes, mesh, workdir, writer, watcher)
+  except preemption.Interrupted:
+    print(
+      "Preempted during the linear evaluation; features computed so far are saved in "
+      f"{workdir}. Run the same command again to resume.",
+      flush=True,
+    )
+    return {"preempted": True}
+  finally:
+    watcher.close()
+
+
+def _linear_evaluation(config, loaded, data_cfg, num_classes, mesh, workdir, writer, watcher):
   res: dict[str, Any] = {}
   bs = int(config.eval_batch_size)
   t0 = time.time()
-  train = split_features(loaded, data_cfg, data_cfg.train_split, mesh, bs)
-  test = split_features(loaded, data_cfg, data_cfg.eval_split, mesh, bs)
+  train, test = (
+    saved_split_features(config, loaded, data_cfg, split, mesh, bs, workdir, watcher)
+    for split in (data_cfg.train_split, data_cfg.eval_split)
+  )
   (train_x, train_y, _), (test_x, test_y, _) = train, test
   res["features_time_s"] = time.time() - t0
   res["feature_dim"] = int(train_x.shape[1])
@@ -212,7 +292,7 @@ def linear_evaluation(
 
   # Linear probe: selection on a held-out part of TRAIN; test once at the end.
   t0 = time.time()
-  probe = _probe(config, loaded, data_cfg, num_classes, mesh, writer, train)
+  probe = _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher)
   top1, top5 = probe.evaluate(test_x, test_y)
   res.update(
     {
