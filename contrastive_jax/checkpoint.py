@@ -189,6 +189,8 @@ class Checkpointer:
   def array_differences(self, step: int, abstract_state: Any) -> list[str]:
     """Arrays whose shape or dtype in the checkpoint differs from `abstract_state` (metadata only)."""
     saved = _flat_shapes(self._mgr.item_metadata(step)["state"])
+    if not saved:  # unreadable or missing array metadata: the checkpoint's own files are bad
+      raise CorruptCheckpointError("the state item has no readable array metadata")
     now = _flat_shapes(abstract_state)
     out = [
       f"{k}: checkpoint has {saved[k]}, this config has {now[k]}"

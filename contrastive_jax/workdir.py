@@ -49,7 +49,7 @@ def resolve(workdir: str, field: str = "--workdir") -> epath.Path:
     if _HALF_URI.match(text):
       raise ValueError(
         f"{field}={text!r} looks like a URI with one slash missing after the scheme; write "
-        f"{m_fix(text)!r} (or ./{text} if you really mean a local directory)."
+        f"{_fix_half_uri(text)!r} (or ./{text} if you really mean a local directory)."
       )
     return epath.Path(os.path.abspath(os.path.expanduser(text)))
   scheme = m.group(1).lower()
@@ -64,7 +64,7 @@ def resolve(workdir: str, field: str = "--workdir") -> epath.Path:
   return epath.Path(text)
 
 
-def m_fix(text: str) -> str:
+def _fix_half_uri(text: str) -> str:
   scheme, rest = text.split(":/", 1)
   return f"{scheme}://{rest}"
 

@@ -83,3 +83,18 @@ def test_mode_and_crop_order_and_every_preset_is_valid():
   assert any(p.startswith("config.mode='train': not one of") for p in found), found
   assert any("crop_area_min=0.9 > config.aug.crop_area_max=0.5" in p for p in found), found
   assert validate.problems(fault_config.get_config()) == []
+
+
+def test_evaluation_modes_validate_first(tmp_path):
+  """linear_eval / finetune configs go through the same rules before anything is loaded."""
+  from contrastive_jax.protocols import evaluate  # pylint: disable=g-import-not-at-top
+  from tests.test_eval_run import _load_config  # pylint: disable=g-import-not-at-top
+
+  cfg = _load_config("finetune")
+  cfg.pretrained_workdir = str(tmp_path / "does_not_exist")
+  cfg.finetune.lr, cfg.label_fraction = -0.1, 1.5
+  with pytest.raises(validate.ConfigError) as err:
+    evaluate.evaluate(cfg, str(tmp_path / "w2"))
+  assert "config.finetune.lr=-0.1: a learning rate must be >= 0" in str(err.value)
+  assert "config.label_fraction=1.5: a probability / fraction must be in [0, 1]" in str(err.value)
+  assert not (tmp_path / "w2").exists()

@@ -20,7 +20,7 @@ from typing import Any
 
 import jax
 
-from contrastive_jax import metrics as metrics_lib, pretrained, sharding
+from contrastive_jax import metrics as metrics_lib, pretrained, sharding, validate
 from contrastive_jax.data import eval_views, pipeline
 from contrastive_jax.protocols import finetune, linear_eval
 
@@ -31,6 +31,7 @@ def evaluate(config, workdir: str) -> dict:
   """Evaluates the encoder of config.pretrained_workdir (or a random init of it); returns results.json's dict."""
   if config.mode not in MODES:
     raise ValueError(f"config.mode={config.mode!r}: protocols.evaluate handles {MODES}.")
+  validate.check(config)  # every bad value at once, before any data or compilation
   if not config.get("pretrained_workdir", None):
     raise ValueError(
       "Set --config.pretrained_workdir=W (a pre-training workdir with config.json and "
