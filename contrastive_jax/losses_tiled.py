@@ -152,7 +152,11 @@ def _backward(rows, cols, exclude, lse, g, tile):
   lse_t = _pad_rows(jnp.where(jnp.isfinite(lse), lse, 0.0), tile).reshape(-1, tile)
   g_t = _pad_rows(g.astype(jnp.float32), tile).reshape(-1, tile)
 
-  def row_step(dcols, i):
+  # Column gradients as rows^T @ dS, (d, tile) @ (tile, tile): the plain GEMM shape, where
+  # dS^T @ rows (a transposed left operand) measured ~1.7x slower per block on CPU.
+  r_t = jnp.swapaxes(r, 1, 2)
+
+  def row_step(dcols_t, i):
     rows_t, ex_t, lse_i, g_i = r[i], ex[i], lse_t[i], g_t[i]
 
     def col_step(drows_i, j):
@@ -160,21 +164,21 @@ def _backward(rows, cols, exclude, lse, g, tile):
       s, valid = _block(rows_t, cols_t, ex_t, j * tile, n_cols)
       ds = (jnp.where(valid, jnp.exp(s - lse_i[:, None]), 0.0) * g_i[:, None]).astype(rows.dtype)
       drows_i = drows_i + jnp.dot(ds, cols_t, preferred_element_type=jnp.float32)
-      dc = lax.dot_general(ds, rows_t, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
-      return drows_i, dc
+      return drows_i, jnp.dot(r_t[i], ds, preferred_element_type=jnp.float32)
 
     # Column-tile gradients leave the inner loop as stacked outputs and are added to the carry once
     # per row tile (updating the carry in place per block would copy it on some backends).
     drows_i, dc = lax.scan(
       col_step, _like(rows_t, c, (tile, d), 0.0), jnp.arange(c.shape[0], dtype=jnp.int32)
     )
-    return dcols + dc, drows_i
+    return dcols_t + dc, drows_i
 
-  dcols, drows = lax.scan(
-    row_step, _like(r, c, c.shape, 0.0), jnp.arange(r.shape[0], dtype=jnp.int32)
+  c_t_shape = (c.shape[0], d, tile)
+  dcols_t, drows = lax.scan(
+    row_step, _like(r, c, c_t_shape, 0.0), jnp.arange(r.shape[0], dtype=jnp.int32)
   )
   drows = drows.reshape(-1, d)[:m].astype(rows.dtype)
-  dcols = dcols.reshape(-1, d)[:n_cols].astype(cols.dtype)
+  dcols = jnp.swapaxes(dcols_t, 1, 2).reshape(-1, d)[:n_cols].astype(cols.dtype)
   return drows, dcols
 
 
