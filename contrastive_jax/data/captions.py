@@ -17,6 +17,9 @@ import logging
 import os
 
 import numpy as np
+import tensorflow as tf
+
+from contrastive_jax.data import folder
 
 _PROMPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "clip_prompts.json")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
@@ -107,8 +110,6 @@ def list_folder(root: str, split: str) -> tuple[list[str], list[list[str]], list
 @functools.lru_cache(maxsize=4)
 def load_folder(root: str, split: str, image_size: int):
   """(uint8 images (n, S, S, 3), captions: list of lists of str) of a folder split, in memory."""
-  from contrastive_jax.data import folder  # pylint: disable=g-import-not-at-top
-
   paths, caps, missing = list_folder(root, split)
   if missing:
     logging.warning(
@@ -122,9 +123,9 @@ def load_folder(root: str, split: str, image_size: int):
   images, kept = [], []
   for path, c in zip(paths, caps):
     try:
-      images.append(folder._decode(path, image_size))  # pylint: disable=protected-access
+      images.append(folder.decode(tf.io.read_file(path), image_size).numpy())
       kept.append(c)
-    except Exception as e:  # pylint: disable=broad-except
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, ValueError) as e:
       logging.warning("Skipping %s: not a readable image (%s).", path, str(e).splitlines()[0][:80])
   if not images:
     raise ValueError(

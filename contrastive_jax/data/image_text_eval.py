@@ -25,9 +25,7 @@ def _padded(ds, offset, num_batches, batch_size, keys_shapes):
   """Yields dict batches with mask/index, padded so every process yields num_batches batches."""
   produced = 0
   for b in ds.as_numpy_iterator():
-    real = len(b["index"])
-    b["index"] = b["index"] + offset
-    offset += real
+    b["index"] = b["index"] + offset  # shard positions -> split positions
     produced += 1
     yield _pad(b, batch_size)
   for _ in range(num_batches - produced):

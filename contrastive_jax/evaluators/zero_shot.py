@@ -7,8 +7,9 @@ normalised again; an image is classified by cosine similarity to the class embed
 Image-text retrieval Recall@K: image -> text (i2t), the fraction of images with their caption among
 the K most similar captions; text -> image (t2i), the fraction of captions with their image among
 the K most similar images. Captions are compared by `caption_ids`: equal texts share an id (a set
-captioned from templates repeats texts), and retrieving any item with the query's id is a hit
-(the nearest neighbours come from evaluators/retrieval.py).
+captioned from templates repeats texts), and retrieving any item with the query's id is a hit.
+The i2t gallery holds each distinct caption once (K copies of one text would otherwise fill the top
+K); t2i keeps every caption as a query. Nearest neighbours come from evaluators/retrieval.py.
 """
 
 from collections.abc import Sequence
@@ -83,8 +84,9 @@ def image_text_retrieval(
   ids = np.asarray(caption_ids).reshape(-1)
   if not len(ids) == len(image_emb) == len(text_emb):
     raise ValueError("image_text_retrieval: images, texts and caption_ids differ in length.")
+  _, first = np.unique(ids, return_index=True)
   out = {}
-  for k, v in recall_at_k(image_emb, text_emb, ids, ids, ks).items():
+  for k, v in recall_at_k(image_emb, np.asarray(text_emb)[first], ids, ids[first], ks).items():
     out[f"i2t_recall@{k}"] = v
   for k, v in recall_at_k(text_emb, image_emb, ids, ids, ks).items():
     out[f"t2i_recall@{k}"] = v
