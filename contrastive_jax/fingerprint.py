@@ -84,19 +84,22 @@ def fingerprint(config, data=None) -> dict:
 
 def check_resume(saved: dict, config, total_steps: int, data=None) -> None:
   """Raises IncompatibleCheckpointError naming every differing field; reports allowed changes."""
-  now = fingerprint(config, data)
-  old = saved.get("fingerprint", {})
-  diffs = []
-  for k in now:
-    if k not in old:  # written before this field was fingerprinted
-      continue
-    if isinstance(now[k], dict) and isinstance(old[k], dict) and k == "data":
-      diffs += [
-        f"data.{name}: checkpoint has {a!r}, config has {b!r}"
-        for name, a, b in _changed_fields(old[k], now[k])
-      ]
-    elif old[k] != now[k]:
-      diffs.append(f"{k}: checkpoint has {old[k]!r}, config has {now[k]!r}")
+  now_tree, old_tree = fingerprint(config, data), saved.get("fingerprint", {})
+  differing, added = [], []
+  for k in now_tree:
+    if k in old_tree:
+      _compare(old_tree[k], now_tree[k], k, differing, added)
+  data_diffs = [k for k in differing if k.startswith("data")]
+  diffs = [
+    f"{k}: checkpoint has {_at(old_tree, k)!r}, config has {_at(now_tree, k)!r}" for k in data_diffs
+  ]
+  for top in dict.fromkeys(k.split(".")[0] for k in differing if k not in data_diffs):
+    diffs.append(f"{top}: checkpoint has {old_tree[top]!r}, config has {now_tree[top]!r}")
+  if added:
+    logging.warning(
+      "The checkpoint's fingerprint predates these fields; resuming with their values: %s.",
+      "; ".join(f"{k}={_at(now_tree, k)!r}" for k in added),
+    )
   if diffs:
     raise IncompatibleCheckpointError(
       "The checkpoint in this workdir was written by a different configuration:\n  "
@@ -124,6 +127,26 @@ def check_resume(saved: dict, config, total_steps: int, data=None) -> None:
       "differs from an uninterrupted run of either configuration.",
       _fmt(other),
     )
+
+
+def _compare(old, new, path: str, differing: list, added: list) -> None:
+  """Collects the paths where `new` differs from `old`; keys `old` lacks (a config field added to
+  the code since the checkpoint, at a default that keeps the old behaviour) go to `added`, and the
+  array-shape check still guards what they change."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    for k in new:
+      if k in old:
+        _compare(old[k], new[k], f"{path}.{k}", differing, added)
+      else:
+        added.append(f"{path}.{k}")
+  elif old != new:
+    differing.append(path)
+
+
+def _at(tree: dict, path: str):
+  for k in path.split("."):
+    tree = tree[k]
+  return tree
 
 
 def _fmt(changes) -> str:

@@ -269,3 +269,19 @@ def launch_args(workdir: str, *overrides: str) -> list[str]:
     f"--workdir={workdir}",
     *overrides,
   ]
+
+
+def test_a_field_added_to_the_code_since_the_checkpoint_is_not_a_difference(caplog):
+  """A checkpoint written before a config field existed resumes (the field keeps its default and
+  is reported); the same field changed against a checkpoint that has it is refused."""
+  old = fault_config.get_config()
+  saved = {"fingerprint": fingerprint.fingerprint(old, _Data()), "config": {}}
+  del saved["fingerprint"]["head"]["use_bn"], saved["fingerprint"]["data"]["aug"]["flip"]
+  with caplog.at_level(logging.WARNING):
+    fingerprint.check_resume(saved, fault_config.get_config(), 8, _Data())
+  assert "predates these fields" in caplog.text and "head.use_bn=True" in caplog.text
+  assert "data.aug.flip=True" in caplog.text
+  new = fault_config.get_config()
+  new.head.out_dim = 8
+  with pytest.raises(checkpoint.IncompatibleCheckpointError, match=r"head: checkpoint has"):
+    fingerprint.check_resume(saved, new, 8, _Data())
