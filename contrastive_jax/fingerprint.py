@@ -7,6 +7,10 @@ count (not its location), train_split, number of training examples and of classe
 reader (in memory or streaming), the shuffle buffer of the streaming reader (the in-memory reader
 shuffles exactly and never reads it), and both views' augmentation configs).
 
+A field the checkpoint's fingerprint lacks (added to the code since it was written, at a default
+that keeps the old behaviour) is not a difference; it is reported, and the checkpoint's array shapes
+are still compared with the config's (checkpoint.py).
+
 Everything else may change on resume and is reported: SAFE fields (logging, checkpoint and eval
 intervals, total_steps, kNN settings, data_dir, ...) do not change what is trained; other changes
 (an optimiser setting, say) continue the run but are reported as making it differ from an
