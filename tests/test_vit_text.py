@@ -6,8 +6,11 @@ import ml_collections
 import numpy as np
 import pytest
 
+from contrastive_jax import methods, optim, sharding
+from contrastive_jax import step as step_lib
 from contrastive_jax.methods import base
 from contrastive_jax.models import text, vit
+from tests import helpers
 
 
 def _init(m, x):
@@ -112,3 +115,19 @@ def test_text_tower_rejects_long_rows_and_bad_widths():
   cfg = ml_collections.ConfigDict(dict(width=30, depth=1, heads=4, mlp_ratio=4.0))
   with pytest.raises(ValueError, match="config.text_model.width"):
     text.from_config(cfg, vocab_size=10, context_length=4, dtype=jnp.float32)
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco_v3"])
+def test_image_methods_train_a_vit_by_name(method):
+  # config.model.name = 'vit_...' is all a method needs (MoCo v3's paper setting is a ViT).
+  config = helpers.tiny_config(method, **{"model.name": "vit_micro4"})
+  mesh = sharding.make_mesh()
+  m = methods.get_method(config, 10, total_steps=4)
+  tx, schedule = optim.create_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=4, steps_per_epoch=2
+  )
+  state = step_lib.create_state(m, tx, config, mesh, (16, 16, 3))
+  assert "patch_embed" in state.params["encoder"]
+  step = step_lib.make_train_step(m, tx, schedule, mesh)
+  state, metrics = step(state, sharding.global_batch(helpers.random_batch(32), mesh))
+  assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
