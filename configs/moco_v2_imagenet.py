@@ -23,7 +23,8 @@ def get_config(preset: str = "paper"):
   presets.check(preset, __file__, PRESETS)
   c = methods.configure(base.base_config(), "moco_v2", queue_size=65536, momentum=0.999)
   datasets.imagenet2012(c)
-  c.aug = augment.view(224, blur_prob=0.5, crop_area_min=0.2)
+  # MoCo v2's aug_plus (main_moco.py): RandomResizedCrop(224, scale=(0.2, 1)), no 10% floor.
+  c.aug = augment.view(224, blur_prob=0.5, crop_area_min=0.2, crop_min_object_covered=0.0)
   c.head.update(hidden_dims=(2048,), out_dim=128)
   c.update(batch_size=256, total_epochs=200.0, checkpoint_every_steps=5000)
   c.optim.update(name="sgd", base_lr=0.03, weight_decay=1e-4, warmup_epochs=0.0)

@@ -2,8 +2,9 @@ r"""Supervised contrastive learning (SupCon) on ImageNet (Khosla et al. 2020), R
 
 Labels define the positives across all views and devices; temperature 0.1; projector 2048-128 without
 BN; batch 6144, LARS (lr 0.2 x B/256 = 4.8), weight decay 1e-6, 10 warm-up epochs, cosine, 700 epochs,
-SimCLR augmentation. The paper reports 78.7% top-1 for ResNet-50 with a linear classifier trained on
-the frozen encoder afterwards:
+SimCLR augmentation, the official SupConLoss's temperature / base_temperature factor (0.07). The
+official repository has no ImageNet recipe (these values follow the paper). The paper reports 78.7%
+top-1 for ResNet-50 with a linear classifier trained on the frozen encoder afterwards:
   ./run.sh train --config=configs/linear_eval.py:paper --config.pretrained_workdir=/gcs/$BUCKET/supcon_in \
     --workdir=/gcs/$BUCKET/supcon_in_linear
 `cpu`: a tiny ResNet on the offline 'synthetic' dataset.

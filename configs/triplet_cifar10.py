@@ -2,7 +2,10 @@ r"""Triplet loss (FaceNet, Schroff et al. 2015) with batch-hard mining (Hermans 
 
 Class labels act as identities; both augmented views of every image are embedded (so every anchor
 has a positive), L2-normalised, and each anchor of the GLOBAL batch takes its hardest positive and
-hardest (or, with method_args.mining='semi_hard', FaceNet's semi-hard) negative; margin 0.2.
+hardest negative (Hermans et al.); margin 0.2 in Euclidean distance (method_args.distance='l2').
+method_args.mining='semi_hard' is FaceNet's semi-hard mining exactly as TensorFlow Addons'
+triplet_semihard_loss: every anchor-positive pair, the closest negative farther than the positive,
+else the farthest negative.
 
 Presets (`--config=configs/triplet_cifar10.py:PRESET`):
   cpu    (default) the same tiny ResNet, AdamW and 3-epoch schedule as simclr_cifar10.py:cpu.

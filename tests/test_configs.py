@@ -107,8 +107,11 @@ def test_preset_has_every_field_with_its_default_type(name, preset):
     assert c.mode == ("sweep" if name.startswith("sweep") else "pretrain")
     ref = base.base_config()
     extra = {k for k in _flat(c) if k not in _flat(ref)}
-    # Only the method's own arguments, a second view and a sweep's grid add to base_config's fields.
-    assert all(k.startswith(("method_args.", "aug2.", "sweep.")) for k in extra), extra
+    # Only the method's own arguments, a second view, a sweep's grid and the optimiser's parameter
+    # groups add to base_config's fields.
+    assert all(
+      k.startswith(("method_args.", "aug2.", "sweep.", "optim.param_groups.")) for k in extra
+    ), extra
     if c.aug2 is not None:
       assert set(c.aug2) == set(c.aug)
     assert set(_flat(ref)) - {"aug2"} <= set(_flat(c))

@@ -13,6 +13,9 @@ _DEFAULTS = dict(
   image_size=32,
   crop_area_min=0.08,  # random resized crop: area fraction range ...
   crop_area_max=1.0,
+  # ... covering at least this fraction of the image: SimCLR's min_object_covered=0.1
+  # (tf2/data_util.py crop_and_resize); 0.0 = torchvision's RandomResizedCrop (area_range only).
+  crop_min_object_covered=0.1,
   aspect_min=3 / 4,  # ... and aspect-ratio range (Inception-style crop)
   aspect_max=4 / 3,
   flip=True,
@@ -27,6 +30,9 @@ _DEFAULTS = dict(
 # Read by simclr_view when present (default "bicubic"); not in the default dict, so configs written
 # before it existed keep exactly their fields.
 _OPTIONAL = dict(resize_method=str)
+# In every view, None by default: the colour jitter's saturation range, None = 0.8 x color_strength
+# (SimCLR); BYOL, MoCo v3 and solo-learn's asymmetric views use 0.2 beside strength 0.5.
+_NULLABLE = dict(color_saturation=float)
 _PROBS = ("color_prob", "gray_prob", "blur_prob", "solarize_prob")
 
 
@@ -44,13 +50,14 @@ def view(image_size: int = 32, **overrides) -> ml_collections.ConfigDict:
   Raises:
     ValueError: an unknown field, a probability outside [0, 1] or a bad crop range.
   """
-  unknown = sorted(set(overrides) - set(_DEFAULTS) - set(_OPTIONAL))
+  unknown = sorted(set(overrides) - set(_DEFAULTS) - set(_OPTIONAL) - set(_NULLABLE))
   if unknown:
     raise ValueError(
       f"augment.view got unknown field(s) {unknown}; the fields of a view are "
-      f"{sorted(_DEFAULTS) + sorted(_OPTIONAL)}."
+      f"{sorted(_DEFAULTS) + sorted(_OPTIONAL) + sorted(_NULLABLE)}."
     )
   fields = dict(_DEFAULTS, image_size=image_size)
+  nullable = {k: overrides.pop(k) for k in list(overrides) if k in _NULLABLE}
   for name, value in overrides.items():
     # Keep each field's type (a float field stays float when given 0), so later typed overrides
     # (--config.aug.blur_prob=0.5) keep working.
@@ -58,6 +65,14 @@ def view(image_size: int = 32, **overrides) -> ml_collections.ConfigDict:
     fields[name] = kind(value)
   fields["image_size"] = int(fields["image_size"])
   _check(fields)
+  for name, kind in _NULLABLE.items():
+    value = nullable.get(name)
+    if value is not None and kind(value) < 0:
+      raise ValueError(f"augment.view {name}={value}: a jitter range, use a value >= 0 (or None).")
+    # A typed reference, so that a locked config still takes --config.aug.color_saturation=0.2.
+    fields[name] = ml_collections.FieldReference(
+      None if value is None else kind(value), field_type=kind
+    )
   return ml_collections.ConfigDict(fields)
 
 
@@ -95,6 +110,11 @@ def _check(f: dict) -> None:
     raise ValueError(
       f"augment.view crop_area_min={f['crop_area_min']}, crop_area_max={f['crop_area_max']}: "
       "use 0 < crop_area_min <= crop_area_max <= 1."
+    )
+  if not 0.0 <= f["crop_min_object_covered"] <= 1.0:
+    raise ValueError(
+      f"augment.view crop_min_object_covered={f['crop_min_object_covered']}: a fraction of the "
+      "image, use a value in [0, 1] (SimCLR's 0.1; 0.0 for torchvision's crop)."
     )
   if not 0.0 < f["aspect_min"] <= f["aspect_max"]:
     raise ValueError(

@@ -43,10 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
   )
   c.model.update(pool="cls", posemb="learn")  # ViTs (models/vit.py): cls | mean, learn | sincos2d
   c.head = ml_collections.ConfigDict(
-    dict(hidden_dims=(2048,), out_dim=128, last_bn=True, use_bn=True)
-  )
+    dict(hidden_dims=(2048,), out_dim=128, last_bn=True, use_bn=True, last_bn_scale=False)
+  )  # last_bn_scale: the output BN learns a scale (SimCLR v2's projector); never an offset
   c.predictor = ml_collections.ConfigDict(
-    dict(hidden_dims=(512,), out_dim=128, last_bn=False, use_bn=True)
+    dict(hidden_dims=(512,), out_dim=128, last_bn=False, use_bn=True, last_bn_scale=False)
   )
   # Optimiser.
   c.optim = ml_collections.ConfigDict(
@@ -64,8 +64,13 @@ def base_config() -> ml_collections.ConfigDict:
       b2=0.999,
       eps=1e-8,  # AdamW's epsilon (CLIP: 1e-6)
       grad_clip_norm=0.0,
+      clip_lr=False,  # LARS: solo-learn's LARS, the layer's rate clipped at the LR (optim_lars.py)
+      trust_ratio_exclude=("probe",),  # top-level subtrees LARS never adapts (SimCLR's rule)
     )
   )
+  # {path: {base_lr, weight_decay, fixed_lr}}: a parameter subtree's own rate or weight decay
+  # (optim.param_groups), e.g. SimSiam's fixed predictor LR {'predictor': {'fixed_lr': True}}.
+  c.optim.param_groups = ml_collections.ConfigDict()
   # Method; each method's own fields are added by `methods.configure`.
   c.method_args = ml_collections.ConfigDict(dict(temperature=0.5))
   c.method_args.loss_tile_size = ml_collections.FieldReference(None, field_type=int)

@@ -8,8 +8,11 @@ predictor of the shared CPU-sized runs (`cpu_predictor`).
 
 import ml_collections
 
+# per_view_bn: each view through the network on its own (BN statistics per view), as the official
+# BYOL, SimSiam and MoCo v3 code does; SimCLR, SupContrast and the triplet loss concatenate the views.
 _DEFAULTS = {
-  "simclr": dict(),
+  # loss_scale 1.0: the paper's mean; the paper presets set the official code's 2.0 (loss_a + loss_b).
+  "simclr": dict(method_args=dict(loss_scale=1.0, per_view_bn=False)),
   # MoCo v2: Dense-ReLU-Dense projector without BN; a queue of negatives; EMA key encoder.
   "moco_v2": dict(
     head=dict(use_bn=False, last_bn=False),
@@ -19,22 +22,27 @@ _DEFAULTS = {
   "moco_v3": dict(
     head=dict(last_bn=True),
     predictor=dict(last_bn=False),
-    method_args=dict(temperature=0.2, momentum=0.99, momentum_final=1.0),
+    method_args=dict(temperature=0.2, momentum=0.99, momentum_final=1.0, per_view_bn=True),
   ),
   # BYOL: BN in the hidden layers of projector and predictor only; target tau 0.99 -> 1 (cosine).
   "byol": dict(
     head=dict(use_bn=True, last_bn=False),
     predictor=dict(use_bn=True, last_bn=False),
-    method_args=dict(momentum=0.99, momentum_final=1.0),
+    method_args=dict(momentum=0.99, momentum_final=1.0, per_view_bn=True),
   ),
   # SimSiam: BN on every projector layer (output included), a bottleneck predictor without it.
   "simsiam": dict(
     head=dict(use_bn=True, last_bn=True),
     predictor=dict(use_bn=True, last_bn=False),
-    method_args=dict(stop_gradient=True),
+    method_args=dict(stop_gradient=True, per_view_bn=True),
   ),
-  "supcon": dict(head=dict(use_bn=False, last_bn=False), method_args=dict(temperature=0.1)),
-  "triplet": dict(method_args=dict(margin=0.2, mining="hard")),
+  # SupCon: the official loss carries temperature / base_temperature (SupContrast losses.py).
+  "supcon": dict(
+    head=dict(use_bn=False, last_bn=False),
+    method_args=dict(temperature=0.1, base_temperature=0.07, per_view_bn=False),
+  ),
+  # Triplet: the margin is in units of `distance` ('l2' | 'squared_l2').
+  "triplet": dict(method_args=dict(margin=0.2, mining="hard", distance="l2", per_view_bn=False)),
 }
 
 # The predictor of the CPU-sized runs, beside their 256-64 projector (SimSiam keeps a bottleneck).
