@@ -31,7 +31,7 @@ import numpy as np
 
 from contrastive_jax import methods, optim, sharding
 from contrastive_jax import step as step_lib
-from contrastive_jax.data import pipeline
+from contrastive_jax.data import image_text, pipeline
 from contrastive_jax.methods import base
 from contrastive_jax.state import TrainState
 
@@ -146,6 +146,8 @@ def load(
   workdir = os.path.abspath(workdir)
   cfg = load_config(workdir)
   mesh = mesh or sharding.make_mesh()
+  if num_classes is None and image_text.enabled(cfg):
+    num_classes = 0  # image-text methods (CLIP, SigLIP) build no online probe
   if num_classes is None:
     num_classes = pipeline.dataset_info(
       cfg.dataset, pipeline.resolve_data_dir(cfg.get("data_dir")), config=cfg

@@ -1,6 +1,7 @@
 """CLIP and SigLIP as plug-ins of the one trainer: 8 devices == 1 device (loss, gradients, logit
 scale), the gradient cache == the full batch, the clamp and the initial values, end to end runs."""
 
+import importlib.util
 import json
 import math
 import os
@@ -11,6 +12,7 @@ import pytest
 
 from contrastive_jax import grad_cache, methods, optim, sharding, train
 from contrastive_jax import step as step_lib
+from contrastive_jax.protocols import evaluate
 from tests import clip_helpers
 
 METHODS = ("clip", "siglip")
@@ -131,3 +133,22 @@ def test_train_end_to_end_writes_zero_shot_results(name, tmp_path):
   for key in ("zero_shot_top1", "zero_shot_top1_random_init", "i2t_recall@1", "t2i_recall@1"):
     assert key in saved and 0.0 <= saved[key] <= 1.0, key
   assert results["steps"] == 3 and np.isfinite(results["zero_shot_top1"])
+
+
+def test_linear_probe_and_knn_read_the_image_tower(tmp_path):
+  # A CLIP workdir evaluates like any other: its image tower (params['encoder']) through the
+  # existing protocols (configs/linear_eval.py).
+  w = str(tmp_path / "clip")
+  config = clip_helpers.tiny_config("clip", dataset="synthetic", total_steps=2)
+  config.text.update(source="templates", templates="cifar10")
+  config.zero_shot.retrieval_split = ""
+  config.update(synthetic_train_size=128, synthetic_test_size=64)
+  train.train_and_evaluate(config, w)
+  spec = importlib.util.spec_from_file_location("linear_eval_cfg", "configs/linear_eval.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config("cpu")
+  c.update(pretrained_workdir=w, eval_batch_size=64, knn_ks=(5,))
+  c.linear.update(lrs=(0.1,), weight_decays=(0.0,), epochs=2, batch_size=64)
+  res = evaluate.evaluate(c, str(tmp_path / "lin"))
+  assert 0.0 <= res["linear_top1"] <= 1.0 and 0.0 <= res["knn_top1"] <= 1.0

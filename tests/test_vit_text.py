@@ -8,6 +8,7 @@ import pytest
 
 from contrastive_jax import methods, optim, sharding
 from contrastive_jax import step as step_lib
+from contrastive_jax.evaluators import features as feats_lib
 from contrastive_jax.methods import base
 from contrastive_jax.models import text, vit
 from tests import helpers
@@ -129,5 +130,9 @@ def test_image_methods_train_a_vit_by_name(method):
   state = step_lib.create_state(m, tx, config, mesh, (16, 16, 3))
   assert "patch_embed" in state.params["encoder"]
   step = step_lib.make_train_step(m, tx, schedule, mesh)
-  state, metrics = step(state, sharding.global_batch(helpers.random_batch(32), mesh))
+  batch = sharding.global_batch(helpers.random_batch(32), mesh)
+  state, metrics = step(state, batch)
   assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
+  # Evaluators embed with plain jit over the mesh (explicit axes), outside shard_map.
+  features = feats_lib.make_embed_step(m.embed, mesh)(state, batch["view1"])
+  assert features.shape == (32, 32)

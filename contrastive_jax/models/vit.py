@@ -95,7 +95,9 @@ class ViT(nn.Module):
     x = x + pos.astype(self.dtype)
     if self.pool == "cls":
       cls = self.param("cls", nn.initializers.zeros, (1, 1, c), jnp.float32)
-      x = jnp.concatenate([jnp.broadcast_to(cls, (b, 1, c)).astype(self.dtype), x], axis=1)
+      # zeros_like(x[:, :1]) + cls, not broadcast_to: the token rows then carry x's (batch)
+      # sharding, so plain jit over a mesh with explicit axes can concatenate them.
+      x = jnp.concatenate([jnp.zeros_like(x[:, :1]) + cls.astype(self.dtype), x], axis=1)
     x = transformer.Encoder(
       self.depth, self.num_heads, self.mlp_dim, dtype=self.dtype, name="transformer"
     )(x)
