@@ -244,6 +244,7 @@ case "$cmd" in
         -o "requirements/lock-py$v.txt" "$@"
       echo "== requirements/lock-py$v.txt: $(grep -c '==' "requirements/lock-py$v.txt") pins"
     done
+    setup  # the venv follows the new lock at once
     ;;
   *)
     echo "usage: ./run.sh [test [pytest args] | train ARGS | eval ARGS | setup [--dry-run] | lock [uv args]]" >&2
