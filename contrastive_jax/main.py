@@ -4,6 +4,7 @@ Only two flags. Every hyper-parameter is a config field; override with --config.
 The same command runs on one CPU, a multi-GPU host, and every worker of a TPU pod.
 """
 
+import importlib
 import os
 import sys
 
@@ -58,8 +59,14 @@ def main(argv):
     from contrastive_jax.batch_scaling import sweep  # pylint: disable=g-import-not-at-top
 
     results = sweep.main(config, _WORKDIR.value)
+  elif config.mode in ("export", "embed"):
+    # protocols/export.py, protocols/embed.py: run(config, workdir).
+    module = importlib.import_module(f"contrastive_jax.protocols.{config.mode}")
+    results = module.run(config, _WORKDIR.value)
   else:
-    raise ValueError(f"config.mode={config.mode!r}: use pretrain, linear_eval, finetune or sweep.")
+    raise ValueError(
+      f"config.mode={config.mode!r}: use pretrain, linear_eval, finetune, sweep, export or embed."
+    )
   if jax.process_index() == 0:
     print(
       "Results:",

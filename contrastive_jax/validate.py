@@ -20,7 +20,7 @@ from typing import Any
 from contrastive_jax import methods, optim
 from contrastive_jax.models import resnet, vit
 
-MODES = ("pretrain", "linear_eval", "finetune", "sweep")
+MODES = ("pretrain", "linear_eval", "finetune", "sweep", "export", "embed")
 NAN_POLICIES = ("stop", "skip")
 DTYPES = ("float32", "bfloat16")
 RESIZE_METHODS = (
@@ -43,6 +43,8 @@ _NONNEG = {
   "grad_clip_norm",
   "max_skipped_steps",
   "label_smoothing",
+  "profile_start_step",
+  "profile_num_steps",
 }
 _POSITIVE_INT = {"batch_size", "image_size", "shuffle_buffer", "k", "ks"}
 _UNIT_OPEN = {"momentum", "b1", "b2"}

@@ -8,13 +8,13 @@ batch-size sweep is `sweep()` below.
 
 import ml_collections
 
-from contrastive_jax.config_lib import augment, clip
+from contrastive_jax.config_lib import augment, clip, evaluation
 
 
 def base_config() -> ml_collections.ConfigDict:
   """A pre-training run: SimCLR, ResNet-18 (CIFAR stem) on CIFAR-10, LARS, 100 epochs."""
   c = ml_collections.ConfigDict()
-  c.mode = "pretrain"  # pretrain | linear_eval | finetune | sweep
+  c.mode = "pretrain"  # pretrain | linear_eval | finetune | sweep | export | embed
   c.method = "simclr"  # a module in contrastive_jax/methods/
   c.seed = 0
   # Data (TFDS). data_dir None -> $TFDS_DATA_DIR -> ../shared/tensorflow_datasets if present.
@@ -87,6 +87,12 @@ def base_config() -> ml_collections.ConfigDict:
   # Fault tolerance: stop on a non-finite loss, or skip such steps up to this many times.
   c.nan_policy = "stop"  # stop | skip
   c.max_skipped_steps = 10
+  # On-demand profiling: a jax.profiler trace of steps (start, start + num] into W/tensorboard
+  # (TensorBoard's profile tab); num 0 = off.
+  c.profile_start_step = 10
+  c.profile_num_steps = 0
+  # mode=export / embed of a pre-trained workdir with this config (config_lib/evaluation.py).
+  evaluation.add_export_embed(c)
   return c
 
 

@@ -2,6 +2,10 @@
 
 An evaluation run reads the pre-training config from `pretrained_workdir`; its data fields default
 to None, meaning "the pre-training run's value" (set them to transfer, e.g. dataset=cifar100).
+
+The `export` and `embed` groups serve the modes of the same names (protocols/export.py,
+protocols/embed.py); every config, evaluation or pre-training, has them (`add_export_embed`), so
+`--config.mode=export --config.pretrained_workdir=W` works with any method's config.
 """
 
 import ml_collections
@@ -69,4 +73,42 @@ def eval_config(mode: str) -> ml_collections.ConfigDict:
   c.plots = True
   c.num_plot_queries = 8
   c.export_split = ml_collections.FieldReference(None, field_type=str)  # None | test | train
+  # 2-D maps of the test embeddings, one PNG each (embedding_<name>.png): pca (NumPy), tsne
+  # (scikit-learn), umap (umap-learn). t-SNE and UMAP take minutes on a large split; opt in with
+  # --config.embedding_maps="('pca','tsne','umap')".
+  c.embedding_maps = ("pca",)
+  # Points of the test split in TensorBoard's embedding projector (W2/tensorboard; 0: none).
+  c.projector_points = 5000
+  add_export_embed(c)
+  return c
+
+
+def export_group() -> ml_collections.ConfigDict:
+  """mode=export: the encoder as safetensors + JSON, and its embed function through jax.export."""
+  return ml_collections.ConfigDict(
+    dict(
+      batch_size=8,  # the exported function's fixed input: (batch_size, S, S, 3) float32 in [0, 1]
+      platforms=("cpu", "cuda", "tpu"),  # one serialised function that runs on each of these
+    )
+  )
+
+
+def embed_group() -> ml_collections.ConfigDict:
+  """mode=embed: the images under config.dataset=folder:ROOT, their neighbours and a grid PNG."""
+  return ml_collections.ConfigDict(
+    dict(
+      k=10,  # nearest neighbours written per image (neighbours.csv / .json)
+      batch_size=256,  # images per embedding batch (global; rounded to the devices)
+      grid_queries=8,  # rows of retrieval_grid.png (queries drawn with config.seed)
+      grid_neighbours=5,  # neighbours shown per row
+    )
+  )
+
+
+def add_export_embed(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds pretrained_workdir (if missing) and the export / embed groups to any config."""
+  if "pretrained_workdir" not in c:
+    c.pretrained_workdir = ml_collections.FieldReference(None, field_type=str)
+  c.export = export_group()
+  c.embed = embed_group()
   return c
