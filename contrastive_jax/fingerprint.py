@@ -35,6 +35,7 @@ SAFE = (
   "total_steps",
   "total_epochs",
   "knn.",
+  "zero_shot.",
   "nan_policy",
   "max_skipped_steps",
   "data_dir",

@@ -148,6 +148,11 @@ def test_bad_settings_name_the_field(tmp_path):
   cfg.dataset = str(tmp_path)
   with pytest.raises(ValueError, match="no image with a caption file"):
     image_text.info(cfg)
+  # An unprepared zero-shot dataset fails when the data are opened, not at the first evaluation.
+  cfg = clip_helpers.tiny_config("clip", data_dir=str(tmp_path / "no_tfds"))
+  cfg.zero_shot.dataset = "cifar100"
+  with pytest.raises(ValueError, match=r"config.zero_shot.dataset='cifar100'.*not prepared"):
+    source.DataSource(cfg)
 
 
 # ----------------------------------------------------------------------------- a TFDS text feature

@@ -227,8 +227,23 @@ def _counts(cfg, split, process_count, n) -> list[int]:
   return [int(builder.info.splits[s].num_examples) for s in tfds.even_splits(split, process_count)]
 
 
+def zero_shot_dataset(cfg: Any) -> str:
+  """The labelled dataset of zero-shot classification: config.zero_shot.dataset, else the training
+  data's own labels ('templates' and 'synthetic' sources), else '' (none)."""
+  chosen = cfg.zero_shot.get("dataset")
+  if chosen is not None:
+    return chosen
+  if cfg.text.source == "templates":
+    return cfg.dataset
+  return SYNTHETIC if cfg.text.source == "synthetic" else ""
+
+
 def info(cfg: Any) -> tuple[int, int]:
-  """(num_classes (0 without labels), train examples) of the training source."""
+  """(num_classes (0 without labels), train examples) of the training source.
+
+  Also resolves the zero-shot dataset's class names now, so that a missing or unprepared
+  config.zero_shot.dataset fails before training rather than at the first evaluation.
+  """
   source = check(cfg)
   src = _Source(cfg, cfg.train_split, 0, 1, cache=False)
   num_classes = 0
@@ -236,6 +251,15 @@ def info(cfg: Any) -> tuple[int, int]:
     num_classes = len(labelled_class_names(cfg, cfg.dataset))
   elif source == "synthetic":
     num_classes = len(captions.SHAPES)
+  dataset = zero_shot_dataset(cfg)
+  if dataset:
+    try:
+      labelled_class_names(cfg, dataset)
+    except ValueError as e:
+      raise ValueError(
+        f"config.zero_shot.dataset={dataset!r} cannot be read: {e} To train without zero-shot "
+        f"classification, pass --config.zero_shot.dataset=''."
+      ) from None
   return num_classes, src.n
 
 

@@ -42,17 +42,6 @@ def sharded_embed(fn, mesh):
   return jax.jit(body)
 
 
-def default_dataset(config) -> str:
-  """The labelled dataset zero-shot classification reads ('' = none)."""
-  chosen = config.zero_shot.get("dataset")
-  if chosen is not None:
-    return chosen
-  source = config.text.source
-  if source == "templates":
-    return config.dataset
-  return image_text.SYNTHETIC if source == "synthetic" else ""
-
-
 def embed_texts(method, state, mesh, tokens: np.ndarray, batch_size: int) -> np.ndarray:
   """(n, d) joint embeddings of token rows, in global batches padded to the device count."""
   step = sharded_embed(method.joint_text, mesh)
@@ -102,7 +91,7 @@ def evaluate(method, state, config, mesh, data) -> dict:
   batch = _per_process_batch(zs.batch_size)
   where = dict(process_index=data.process_index, process_count=data.process_count)
   out, t0, lines = {}, time.time(), []
-  dataset = default_dataset(config)
+  dataset = image_text.zero_shot_dataset(config)
   if dataset:
     split = zs.get("split") or config.eval_split
     names = image_text.labelled_class_names(config, dataset)
@@ -125,7 +114,8 @@ def evaluate(method, state, config, mesh, data) -> dict:
   if split:
     batches = image_text_eval.pairs_iterator(config, split, batch_size=batch, **where)
     img, txt, ids = _pairs(method, state, mesh, batches)
-    out.update(zs_lib.image_text_retrieval(img, txt, ids, tuple(zs.recall_ks)))
+    ks = tuple(sorted({1, *(int(k) for k in zs.recall_ks)}))  # R@1 is always reported
+    out.update(zs_lib.image_text_retrieval(img, txt, ids, ks))
     lines.append(
       f"i2t R@1 {out['i2t_recall@1']:.4f}, t2i R@1 {out['t2i_recall@1']:.4f} on {len(ids)} "
       f"{split} pairs"
