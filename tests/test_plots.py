@@ -2,7 +2,7 @@
 
 import json
 import os
-import warnings
+import sys
 
 import numpy as np
 import pytest
@@ -26,21 +26,70 @@ def test_embedding_2d_pca(tmp_path):
   assert _is_png(path)
 
 
-def test_embedding_2d_tsne_falls_back_to_pca_without_sklearn(tmp_path):
-  try:
-    import sklearn  # noqa: F401
+@pytest.mark.parametrize(
+  "method, module, package", [("tsne", "sklearn", "scikit-learn"), ("umap", "umap", "umap-learn")]
+)
+def test_missing_package_is_an_error_naming_it_never_pca(
+  tmp_path, monkeypatch, method, module, package
+):
+  """Issue 15: no silent fallback. A None entry in sys.modules makes its import fail."""
+  for name in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
+    monkeypatch.delitem(sys.modules, name)
+  monkeypatch.setitem(sys.modules, module, None)
+  x, y = np.random.default_rng(0).normal(size=(12, 4)), np.arange(12) % 3
+  with pytest.raises(ImportError, match=rf"'{method}'.*'{package}'.*pip install {package}"):
+    plots.plot_embedding_2d(x, y, NAMES, str(tmp_path / "t.png"), method=method)
+  assert not (tmp_path / "t.png").exists()
 
-    pytest.skip("scikit-learn installed: t-SNE runs for real")
-  except ImportError:
-    pass
-  rng = np.random.default_rng(0)
-  with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    path = plots.plot_embedding_2d(
-      rng.normal(size=(12, 4)), np.arange(12) % 3, NAMES, str(tmp_path / "t.png"), method="tsne"
-    )
+
+def _clusters(n_per=20, d=8, seed=0):
+  rng = np.random.default_rng(seed)
+  y = np.repeat(np.arange(3), n_per)
+  return rng.normal(size=(3, d))[y] * 6 + rng.normal(size=(3 * n_per, d)), y
+
+
+@pytest.mark.parametrize("method", ["tsne", "umap"])
+def test_tsne_and_umap_are_the_libraries_maps(tmp_path, method):
+  """The drawn map is scikit-learn's / umap-learn's own layout (same seed), and keeps clusters."""
+  x, y = _clusters()
+  xy, xlabel, _, how = plots.project_2d(x, method, seed=0)
+  if method == "tsne":
+    from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
+
+    ref = TSNE(n_components=2, init="pca", random_state=0, perplexity=19.666666666666668)
+  else:
+    import umap  # pylint: disable=g-import-not-at-top
+
+    ref = umap.UMAP(n_components=2, n_neighbors=15, random_state=0)
+  np.testing.assert_allclose(xy, ref.fit_transform(x), rtol=1e-4, atol=1e-4)
+  assert xlabel.startswith(how) and how in ("t-SNE", "UMAP")
+  d = ((xy[:, None] - xy[None]) ** 2).sum(-1)
+  np.fill_diagonal(d, np.inf)
+  assert (y[d.argmin(1)] == y).mean() == 1.0  # each point's 2-D neighbour is of its cluster
+  path = plots.plot_embedding_2d(x, y, NAMES, str(tmp_path / f"{method}.png"), method=method)
   assert _is_png(path)
-  assert any("scikit-learn" in str(w.message) for w in caught)
+
+
+def test_unlabelled_retrieval_grid(tmp_path):
+  rng = np.random.default_rng(0)
+  q, n = rng.uniform(size=(2, 8, 8, 3)), rng.uniform(size=(2, 3, 8, 8, 3))
+  path = plots.plot_retrieval_grid(
+    q,
+    n,
+    None,
+    None,
+    None,
+    str(tmp_path / "u.png"),
+    similarities=[[0.9, 0.8, 0.7], [0.6, 0.5, 0.4]],
+    query_captions=["a.jpg", "b.jpg"],
+    neighbour_captions=[["c", "d", "e"], ["f", "g", "a_very_long_file_name_indeed.png"]],
+  )
+  assert _is_png(path)
+  with pytest.raises(ValueError, match="both query_labels and neighbour_labels"):
+    plots.plot_retrieval_grid(q, n, [0, 1], None, None, str(tmp_path / "x.png"))
+  with pytest.raises(ValueError, match="similarities"):
+    plots.plot_retrieval_grid(q, n, None, None, None, str(tmp_path / "x.png"), similarities=[[1.0]])
+  assert plots._short("a_very_long_file_name_indeed.png") == "…e_name_indeed.png"
 
 
 def test_retrieval_grid(tmp_path):

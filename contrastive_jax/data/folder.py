@@ -161,7 +161,14 @@ def load(
 ) -> tuple[np.ndarray, np.ndarray, int]:
   """(uint8 images (n, S, S, 3), int32 labels (n,), number of files skipped) of one split."""
   paths, labels, listed_bad = list_files(name, split, train_split)
-  bad = list(listed_bad)
+  images, kept, failed = decode_paths(paths, image_size)
+  bad = list(listed_bad) + failed
+  _report(name, split, split_dir(name, split), bad, len(paths) + len(listed_bad))
+  return images, np.asarray(labels[kept], np.int32), len(bad)
+
+
+def decode_paths(paths, image_size: int) -> tuple[np.ndarray, np.ndarray, list]:
+  """(uint8 images (m, S, S, 3), positions in `paths` of the m decoded files, [(path, why)] failed)."""
 
   def one(path):
     try:
@@ -171,15 +178,52 @@ def load(
 
   with concurrent.futures.ThreadPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as pool:
     decoded = list(pool.map(one, paths))  # TF ops release the GIL: decodes run in parallel
-  images, kept = [], []
-  for path, label, (image, why) in zip(paths, labels, decoded):
+  images, kept, bad = [], [], []
+  for i, (path, (image, why)) in enumerate(zip(paths, decoded)):
     if image is None:
       bad.append((path, why))
     else:
       images.append(image)
-      kept.append(label)
-  _report(name, split, split_dir(name, split), bad, len(paths) + len(listed_bad))
-  return np.stack(images), np.asarray(kept, np.int32), len(bad)
+      kept.append(i)
+  if not images:
+    return np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0,), np.int64), bad
+  return np.stack(images), np.asarray(kept, np.int64), bad
+
+
+def list_tree(name: str) -> tuple[tuple[str, ...], tuple]:
+  """(paths, [(path, why)] skipped) of every file under ROOT of 'folder:ROOT', at any depth.
+
+  No class structure is needed (mode=embed): sub-directories are only a way to organise the files.
+  Sorted paths; hidden files and directories are left out; a dangling link or a file that is no
+  image (see `_not_an_image`) is skipped and counted, as in `list_files`.
+  """
+  root = _root(name)
+  if not tf.io.gfile.isdir(root):
+    raise ValueError(
+      f"config.dataset={name!r}: {root!r} is not a directory. Use 'folder:/path/to/images' (any "
+      f"nesting of sub-directories)."
+    )
+  paths, bad, seen = [], [], set()
+  for top, dirs, files in tf.io.gfile.walk(root):
+    real = top if "://" in top else os.path.realpath(top)
+    if real in seen:  # a directory link back up the tree: list it once
+      dirs[:] = []
+      continue
+    seen.add(real)
+    dirs[:] = sorted(d.rstrip("/") for d in dirs if not d.startswith("."))  # walk honours this
+    for fname in sorted(files):
+      if fname.startswith("."):
+        continue
+      path = os.path.join(top, fname)
+      if os.path.islink(path) and not os.path.exists(path):
+        bad.append((path, "dangling link"))
+        continue
+      why = _not_an_image(path)
+      if why:
+        bad.append((path, why))
+      else:
+        paths.append(path)
+  return tuple(sorted(paths)), tuple(sorted(bad))
 
 
 def decode(contents: tf.Tensor, size: int) -> tf.Tensor:

@@ -7,6 +7,7 @@ touches global GUI state and the functions are safe to call from a training proc
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -18,6 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 _DPI = 120
+# 2-D embedding maps, and the module (and pip package) each one needs beyond NumPy.
+MAPS = ("pca", "tsne", "umap")
+_PACKAGES = {"tsne": ("sklearn.manifold", "scikit-learn"), "umap": ("umap", "umap-learn")}
 _CORRECT = dict(color="#1a9641", linestyle="-", label="correct (green, solid)")
 _WRONG = dict(color="#d7191c", linestyle="--", label="wrong (red, dashed)")
 
@@ -64,12 +68,12 @@ def plot_embedding_2d(
     labels: (n,) int labels indexing class_names.
     class_names: names per class (None: the label numbers).
     path: output PNG.
-    method: 'pca' (NumPy SVD) or 'tsne' (needs scikit-learn; falls back to PCA with a warning
-      without it).
+    method: 'pca' (NumPy SVD), 'tsne' (scikit-learn) or 'umap' (umap-learn); a missing package is
+      an ImportError naming it, never another map.
     title: figure title (default names the method).
     max_points: a random subset of this many points is drawn (t-SNE and the scatter stay fast and
       legible).
-    seed: subset and t-SNE seed.
+    seed: subset, t-SNE and UMAP seed.
 
   Returns:
     path.
@@ -80,36 +84,13 @@ def plot_embedding_2d(
     raise ValueError(
       f"plot_embedding_2d: need features (n, d) and labels (n,), got {x.shape} and {y.shape}"
     )
-  if method not in ("pca", "tsne"):
-    raise ValueError(f"plot_embedding_2d: method must be 'pca' or 'tsne', got {method!r}")
+  if method not in MAPS:
+    raise ValueError(f"plot_embedding_2d: method must be one of {MAPS}, got {method!r}")
   if x.shape[0] > max_points:
     keep = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_points, replace=False))
     x, y = x[keep], y[keep]
   names = _names(class_names, int(y.max()) + 1 if y.size else 0)
-
-  if method == "tsne":
-    try:
-      from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
-    except ImportError:
-      warnings.warn(
-        "plot_embedding_2d: scikit-learn is not installed; drawing PCA instead of t-SNE"
-      )
-      method = "pca"
-  if method == "tsne":
-    xy = TSNE(
-      n_components=2,
-      init="pca",
-      random_state=seed,
-      perplexity=min(30.0, max(2.0, (x.shape[0] - 1) / 3)),
-    ).fit_transform(x)
-    xlabel, ylabel, how = "t-SNE 1", "t-SNE 2", "t-SNE"
-  else:
-    xy, var = _pca_2d(x)
-    xlabel, ylabel, how = (
-      f"PC 1 ({100 * var[0]:.1f}% of variance)",
-      f"PC 2 ({100 * var[1]:.1f}% of variance)",
-      "PCA",
-    )
+  xy, xlabel, ylabel, how = project_2d(x, method, seed)
 
   fig = Figure(figsize=(8, 6.5), layout="constrained")
   ax = fig.add_subplot()
@@ -130,6 +111,54 @@ def plot_embedding_2d(
       title="class", loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, markerscale=1.8
     )
   return _save(fig, path)
+
+
+def require(method: str):
+  """The module a map needs (sklearn.manifold, umap); an ImportError naming the package otherwise.
+
+  Checked before any feature is computed (protocols/visualize.py), and again when drawing.
+  """
+  if method not in _PACKAGES:
+    return None
+  module, package = _PACKAGES[method]
+  try:
+    return importlib.import_module(module)
+  except ImportError as e:
+    raise ImportError(
+      f"The {method!r} embedding map needs the package {package!r}, which is not installed "
+      f"({e}). Install it (`pip install {package}`; it is in requirements.txt) or leave "
+      f"{method!r} out of config.embedding_maps."
+    ) from e
+
+
+def project_2d(x: np.ndarray, method: str, seed: int = 0):
+  """(xy (n, 2), x label, y label, name) of features x (n, d) under a map of MAPS."""
+  if method == "tsne":
+    manifold = require("tsne")
+    xy = manifold.TSNE(
+      n_components=2,
+      init="pca",
+      random_state=seed,
+      perplexity=min(30.0, max(2.0, (x.shape[0] - 1) / 3)),
+    ).fit_transform(x)
+    return xy, "t-SNE 1", "t-SNE 2", "t-SNE"
+  if method == "umap":
+    umap = require("umap")
+    # n_neighbors must stay below the number of points; 15 is UMAP's default.
+    reducer = umap.UMAP(
+      n_components=2, n_neighbors=max(2, min(15, x.shape[0] - 1)), random_state=seed
+    )
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state": the seed is wanted
+      warnings.filterwarnings("ignore", message=".*n_jobs.*")
+      xy = reducer.fit_transform(x)
+    return np.asarray(xy), "UMAP 1", "UMAP 2", "UMAP"
+  xy, var = _pca_2d(x)
+  return (
+    xy,
+    f"PC 1 ({100 * var[0]:.1f}% of variance)",
+    f"PC 2 ({100 * var[1]:.1f}% of variance)",
+    "PCA",
+  )
 
 
 def _class_colours(num: int) -> list:
@@ -171,35 +200,54 @@ def plot_retrieval_grid(
   path: str,
   *,
   title: str = "Nearest neighbours of query images",
+  similarities=None,
+  query_captions=None,
+  neighbour_captions=None,
 ) -> str:
   """One row per query: the query image, then its nearest gallery images in order.
 
-  Correct neighbours (same label as the query) get a solid green frame and a tick mark; wrong ones a
-  dashed red frame and a cross, so the grid reads without colour vision too.
+  With labels, correct neighbours (same label as the query) get a solid green frame and a tick
+  mark; wrong ones a dashed red frame and a cross, so the grid reads without colour vision too.
+  Without labels (an unlabelled image folder), frames are neutral and captions carry the rank,
+  the cosine similarity and a short name.
 
   Args:
     query_images: (q, H, W, C) in [0, 1] (C = 1 or 3; (q, H, W) is grayscale).
     neighbour_images: (q, k, H, W, C).
-    query_labels: (q,) ints; neighbour_labels: (q, k) ints.
+    query_labels: (q,) ints, or None (no labels).
+    neighbour_labels: (q, k) ints, or None (with query_labels None).
     class_names: names per class (None: the label numbers).
     path: output PNG.
     title: figure title.
+    similarities: optional (q, k) cosine similarities, shown in the captions.
+    query_captions: optional (q,) strings (e.g. file names) instead of the class name.
+    neighbour_captions: optional (q, k) strings.
 
   Returns:
     path.
   """
   qi = np.asarray(query_images)
   ni = np.asarray(neighbour_images)
-  ql = np.asarray(query_labels).reshape(-1)
-  nl = np.asarray(neighbour_labels)
+  labelled = query_labels is not None
+  if labelled != (neighbour_labels is not None):
+    raise ValueError("plot_retrieval_grid: give both query_labels and neighbour_labels, or neither")
+  q, k = ni.shape[:2]
+  ql = np.asarray(query_labels).reshape(-1) if labelled else np.zeros(q, np.int64)
+  nl = np.asarray(neighbour_labels) if labelled else np.zeros((q, k), np.int64)
   if nl.ndim == 1:
     nl = nl[:, None]
-  if ni.shape[:2] != nl.shape or qi.shape[0] != ql.shape[0] or ql.shape[0] != nl.shape[0]:
+  sims = None if similarities is None else np.asarray(similarities, np.float64)
+  if (
+    ni.shape[:2] != nl.shape
+    or qi.shape[0] != ql.shape[0]
+    or ql.shape[0] != nl.shape[0]
+    or (sims is not None and sims.shape != nl.shape)
+  ):
     raise ValueError(
       f"plot_retrieval_grid: shapes disagree: query_images {qi.shape}, neighbour_images {ni.shape}, "
       f"query_labels {ql.shape}, neighbour_labels {nl.shape}"
+      + (f", similarities {sims.shape}" if sims is not None else "")
     )
-  q, k = nl.shape
   names = _names(class_names, int(max(ql.max(), nl.max())) + 1)
   cell = 1.7
   fig = Figure(figsize=(cell * (k + 1) + 0.4, cell * q + 1.1), layout="constrained")
@@ -208,16 +256,25 @@ def plot_retrieval_grid(
     ax = axes[r, 0]
     _show_image(ax, qi[r])
     _frame(ax, "black", "-", 2.0)
-    ax.set_title(f"query: {names[ql[r]]}", fontsize=9, fontweight="bold")
+    caption = query_captions[r] if query_captions is not None else names[ql[r]]
+    ax.set_title(f"query: {_short(caption)}", fontsize=9, fontweight="bold")
     for c in range(k):
       ax = axes[r, c + 1]
       _show_image(ax, ni[r, c])
-      ok = nl[r, c] == ql[r]
-      style = _CORRECT if ok else _WRONG
-      _frame(ax, style["color"], style["linestyle"])
-      ax.set_title(
-        f"{c + 1}. {'✓' if ok else '✗'} {names[nl[r, c]]}", fontsize=9, color=style["color"]
-      )
+      sim = f" {sims[r, c]:.2f}" if sims is not None else ""
+      text = neighbour_captions[r][c] if neighbour_captions is not None else names[nl[r, c]]
+      if labelled:
+        ok = nl[r, c] == ql[r]
+        style = _CORRECT if ok else _WRONG
+        _frame(ax, style["color"], style["linestyle"])
+        mark = "✓" if ok else "✗"
+        ax.set_title(f"{c + 1}. {mark}{sim} {_short(text)}", fontsize=9, color=style["color"])
+      else:
+        _frame(ax, "#555555", "-", 1.5)
+        ax.set_title(f"{c + 1}.{sim} {_short(text)}", fontsize=8)
+  if not labelled:
+    fig.suptitle(f"{title} (cosine similarity above each neighbour)", fontsize=11)
+    return _save(fig, path)
   precision = float((nl == ql[:, None]).mean())
   fig.suptitle(f"{title} (precision@{k} = {100 * precision:.0f}%)", fontsize=11)
   handles = [
@@ -226,6 +283,12 @@ def plot_retrieval_grid(
   ]
   fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
   return _save(fig, path)
+
+
+def _short(text, width: int = 18) -> str:
+  """A caption that fits a cell: the end of a long name (file names differ at the end)."""
+  text = str(text)
+  return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def _read_metrics(metrics_jsonl_path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
