@@ -6,18 +6,25 @@ timeout), then exchanges a few integers with a device collective: processes may 
 for, while the barrier does. With one process every helper returns its input.
 """
 
+import itertools
+
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 _TIMEOUT_MS = 30 * 60 * 1000
+# A coordination-service barrier id can be used once per job. Every process makes the same
+# sequence of agreement calls (or they would not meet at all), so numbering the calls in each
+# process gives every barrier the same fresh id on all processes. The one piece of module state
+# here, on purpose: it counts calls of the process, whatever object makes them.
+_CALLS = itertools.count()
 
 
 def sync(name: str) -> None:
   """A barrier of all processes through the coordination service, not a device collective."""
   if jax.process_count() > 1:
     barrier = ocp.multihost.get_barrier_sync_fn()
-    barrier(key=f"contrastive_jax_{name}", timeout_ms=_TIMEOUT_MS)
+    barrier(key=f"contrastive_jax_{name}_{next(_CALLS)}", timeout_ms=_TIMEOUT_MS)
 
 
 def from_main(name: str, *values: int) -> tuple[int, ...]:

@@ -93,6 +93,7 @@ def test_sigterm_during_linear_eval_keeps_features_and_resumes(pretrain_dir, tmp
       yield batch
 
   cfg = _eval_config("linear_eval", pretrain_dir, plots=False, retrieval=False)
+  cfg.eval_batch_size = 16  # 4 batches of the 64 test images: the signal lands inside the pass
   w2 = tmp_path / "lin"
   monkeypatch.setattr(eval_views, "split_batches", planted)
   res = evaluate.evaluate(cfg, str(w2))
@@ -117,6 +118,7 @@ def test_sigterm_during_finetune_saves_and_resumes_exactly(pretrain_dir, tmp_pat
   data_cfg = eval_views.data_config(cfg, loaded.config)
 
   def run(w2):
+    w2.mkdir(exist_ok=True)  # evaluate() makes W2; finetune() is called directly here
     return finetune.finetune(cfg, loaded, data_cfg, 10, mesh, str(w2), return_state=True)
 
   monkeypatch.setenv(preemption.TEST_SIGTERM_ENV, "3")
