@@ -76,6 +76,22 @@ class MetricWriter:
       self._tb.flush()
       self._mirror()
 
+  def write_images(self, step: int, images: Mapping[str, Any]) -> None:
+    """Writes figures to TensorBoard's Images tab: {tag: PNG path (str or epath) or uint8 (H, W, 3)}.
+
+    The same event files as the scalars, so a gs:// workdir gets them the same way.
+    """
+    if not self.enabled or self._tb is None:
+      return
+    tf = self._tf
+    with self._tb.as_default():
+      for tag, image in images.items():
+        if not isinstance(image, np.ndarray):  # a PNG file: decoded as RGB (alpha dropped)
+          image = tf.io.decode_png(_path(image).read_bytes(), channels=3)
+        self._tf.summary.image(tag, tf.expand_dims(image, 0), step=int(step))
+    self._tb.flush()
+    self._mirror()
+
   def _mirror(self) -> None:
     """Copies the staged event files to the workdir URI (whole objects; no append there)."""
     if self._staging is None:

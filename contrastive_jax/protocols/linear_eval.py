@@ -27,6 +27,7 @@ from contrastive_jax.data import eval_views, subsets
 from contrastive_jax.evaluators import features as feats_lib
 from contrastive_jax.evaluators import knn, linear, retrieval
 from contrastive_jax.evaluators import linear_augmented as augmented_lib
+from contrastive_jax.protocols import visualize
 from contrastive_jax.report import export, plots
 
 MODES = ("features", "augmented")
@@ -190,6 +191,7 @@ def check_config(config) -> None:
   split = config.get("export_split", None)
   if split not in (None, "", "test", "train"):
     raise ValueError(f"config.export_split={split!r}: use None, 'test' or 'train'.")
+  visualize.check(config)  # embedding maps (and their packages), projector points
 
 
 def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher=None):
@@ -337,25 +339,22 @@ def _linear_evaluation(config, loaded, data_cfg, num_classes, mesh, workdir, wri
       config, loaded, data_cfg, workdir, train_x, train_y, test_x, test_y, test_pred
     )
     res["plots_time_s"] = time.time() - t0
+    # The same figures in TensorBoard's Images tab, and the test split in its projector.
+    res["tensorboard_images"] = visualize.to_tensorboard(writer, loaded.step, workdir, res["plots"])
+  if jax.process_index() == 0:
+    proj = visualize.projector(config, data_cfg, workdir, test_x, test_y)
+    if proj is not None:
+      res["projector_points"] = proj["points"]
   return res
 
 
 def make_plots(
   config, loaded, data_cfg, workdir, train_x, train_y, test_x, test_y, test_pred
 ) -> list:
-  """Embedding map (PCA), retrieval grid, pre-training curves, linear-probe confusion matrix (PNG in W2)."""
+  """Embedding maps (config.embedding_maps), retrieval grid, pre-training curves, linear-probe confusion matrix (PNG in W2)."""
   names = eval_views.class_names(data_cfg)
   tag = "random init" if loaded.random_init else f"{loaded.config.method}, step {loaded.step}"
-  out = [
-    plots.plot_embedding_2d(
-      test_x,
-      test_y,
-      names,
-      os.path.join(workdir, "embedding_pca.png"),
-      "pca",
-      title=f"Test embeddings (PCA; {tag})",
-    )
-  ]
+  out = visualize.embedding_maps(config, test_x, test_y, names, workdir, tag)
   rng = np.random.default_rng(int(config.seed))
   nq = min(int(config.get("num_plot_queries", 8)), len(test_y))
   queries = np.sort(rng.choice(len(test_y), nq, replace=False))
