@@ -23,6 +23,7 @@ from contrastive_jax import (
   nonfinite,
   optim,
   preemption,
+  profiling,
   sharding,
   validate,
   workdir as workdir_lib,
@@ -185,6 +186,7 @@ def _train(config, workdir, lock) -> dict:
 
   writer = metrics_lib.MetricWriter(workdir)
   watcher = preemption.PreemptionWatcher(agree_every=min(10, config.log_every_steps))
+  profiler = profiling.Profiler(config, workdir, start_step=start_step)  # config.profile_*
   results: dict[str, Any] = {}
   pending: list[tuple[int, dict]] = []
   step = start_step
@@ -213,10 +215,13 @@ def _train(config, workdir, lock) -> dict:
     )
     progress = metrics_lib.Progress(total_steps, start_step, config.batch_size)
     t_start = time.time()
+    profiler.after_step(step, state)
     while step < total_steps:
       batch = sharding.global_batch(next(batches), mesh)
-      state, m = train_step(state, batch)
+      with profiler.annotate(step + 1):
+        state, m = train_step(state, batch)
       step += 1
+      profiler.after_step(step, state)
       pending.append((step, m))
       stop = watcher.should_stop(step)
       if lock is not None and lock.lost:
@@ -259,6 +264,7 @@ def _train(config, workdir, lock) -> dict:
       ckpt.save(step, state, meta, force=True)
     return _preempted(ckpt, step, total_steps, " during an evaluation")
   finally:
+    profiler.stop()
     watcher.close()
     ckpt.close()
     writer.close()

@@ -7,16 +7,10 @@ from tests import helpers
 
 
 def tiny_run(workdir: str, **overrides) -> str:
-  """Pre-trains SimCLR for 2 steps on 256 synthetic 16 px images into `workdir`; returns it."""
-  cfg = helpers.tiny_config(
-    "simclr",
-    synthetic_train_size=256,
-    synthetic_test_size=64,
-    total_steps=2,
-    log_every_steps=1,
-    checkpoint_every_steps=2,
-    **overrides,
-  )
+  """Pre-trains SimCLR (2 steps unless overridden) on 256 synthetic 16 px images into `workdir`."""
+  fields = dict(synthetic_train_size=256, synthetic_test_size=64, total_steps=2)
+  fields.update(log_every_steps=1, checkpoint_every_steps=2)
+  cfg = helpers.tiny_config("simclr", **{**fields, **overrides})
   train.train_and_evaluate(cfg, workdir)
   return workdir
 
