@@ -67,7 +67,9 @@ def test_sigterm_during_knn_saves_and_exits_then_resume_evaluates(tmp_path):
   assert rc == 0, out[-3000:]
   assert "Preempted during an evaluation at step 2/2; checkpoint saved to" in out, out[-3000:]
   assert "kNN (k=" not in out  # the evaluation did not run to its end
-  assert exit_s < 30, exit_s
+  # Seconds on a quiet machine; the bound is loose because a signal that lands just after the first
+  # batch waits for the embed step's compilation (not interruptible), ~30 s on 2 loaded cores.
+  assert exit_s < 90, exit_s
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "2"))
   assert not os.path.exists(os.path.join(workdir, "results.json"))
   rc, out = finish(launch(workdir, env, *big, "--config.knn.bank_split=test"))
