@@ -23,6 +23,7 @@ import concurrent.futures
 import functools
 import logging
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -174,7 +175,9 @@ def decode_paths(paths, image_size: int) -> tuple[np.ndarray, np.ndarray, list]:
     try:
       return _decode_eager(path, image_size), None
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, ValueError) as e:
-      return None, str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+      # TF prefixes its op's name ('{{function_node __wrapped__DecodeImage_device_...}}').
+      why = re.sub(r"\{\{[^}]*\}\}\s*", "", str(e).splitlines()[0]) if str(e) else ""
+      return None, (why or type(e).__name__)[:120]
 
   with concurrent.futures.ThreadPoolExecutor(max(1, min(16, os.cpu_count() or 1))) as pool:
     decoded = list(pool.map(one, paths))  # TF ops release the GIL: decodes run in parallel

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -121,7 +122,8 @@ def write_projector(
   root = epath.Path(logdir)
   sub = root / SUBDIR
   sub.mkdir(parents=True, exist_ok=True)
-  tensors, metadata = sub / f"{tensor_name}.tsv", sub / f"{tensor_name}_metadata.tsv"
+  stem = re.sub(r"[^A-Za-z0-9.-]+", "_", tensor_name).strip("_") or "embeddings"  # test[:500]
+  tensors, metadata = sub / f"{stem}.tsv", sub / f"{stem}_metadata.tsv"
   # repr-exact float32 text: the plugin parses each cell with float().
   tensors.write_text("".join("\t".join(f"{v:.9g}" for v in row) + "\n" for row in x))
   rows = ["class\tlabel\tid"]
@@ -142,7 +144,7 @@ def write_projector(
   sprite_path, thumb = None, 0
   if images is not None:
     image, thumb = sprite(np.asarray(images)[keep])
-    sprite_path = sub / f"{tensor_name}_sprite.png"
+    sprite_path = sub / f"{stem}_sprite.png"
     sprite_path.write_bytes(_png(image))
     emb.sprite.image_path = f"{SUBDIR}/{sprite_path.name}"
     emb.sprite.single_image_dim.extend([thumb, thumb])
