@@ -40,6 +40,10 @@ SAFE = (
   "max_skipped_steps",
   "data_dir",
   "dataset",  # only reaches the report when the data identity matched: a folder that moved
+  "profile_",  # a profiler trace, or another mode's fields: nothing the training reads
+  "pretrained_workdir",
+  "export.",
+  "embed.",
 )
 
 

@@ -2,12 +2,14 @@
 W/tensorboard/plugins/profile (TensorBoard's profile tab); off by default."""
 
 import glob
+import json
+import logging
 import os
 
 import pytest
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-from contrastive_jax import profiling, validate
+from contrastive_jax import fingerprint, profiling, validate
 from contrastive_jax.config_lib import base
 from tests.pretrain_fixture import tiny_run
 
@@ -59,3 +61,19 @@ def test_bad_profile_fields_are_config_errors():
   c.profile_num_steps = -1
   with pytest.raises(validate.ConfigError, match=r"config.profile_num_steps=-1: must be >= 0"):
     validate.check(c)
+
+
+def test_profiling_fields_are_safe_to_change_on_resume(caplog):
+  """Turning the profiler on (or another mode's fields) for a resumed run changes nothing trained."""
+  old = base.base_config()
+  saved = {
+    "fingerprint": fingerprint.fingerprint(old),
+    "total_steps": 10,
+    "config": json.loads(old.to_json()),
+  }
+  new = base.base_config()
+  new.profile_num_steps, new.profile_start_step, new.embed.k = 5, 3, 4
+  with caplog.at_level(logging.WARNING):
+    fingerprint.check_resume(saved, new, 10)
+  assert "profile_num_steps: 0 -> 5" in caplog.text and "embed.k: 10 -> 4" in caplog.text
+  assert "safe to change" in caplog.text and "changed training settings" not in caplog.text
