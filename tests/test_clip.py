@@ -75,7 +75,7 @@ def test_eight_devices_equal_one_device(name):
 
 
 @pytest.mark.parametrize("name", METHODS)
-@pytest.mark.parametrize("num_devices,chunk", [(1, 8), (8, 2)])
+@pytest.mark.parametrize("num_devices,chunk", [pytest.param(1, 8, marks=pytest.mark.slow), (8, 2)])
 def test_grad_cache_equals_full_batch(name, num_devices, chunk):
   # Exact: no BatchNorm in the ViT or the text tower; the logit scale's gradient is summed once.
   config = _sgd(clip_helpers.tiny_config(name))
@@ -124,7 +124,7 @@ def test_bad_fields_are_named():
     methods.get_method(clip_helpers.tiny_config("clip", **{"text.source": ""}), 4)
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", ["clip", pytest.param("siglip", marks=pytest.mark.slow)])
 def test_train_end_to_end_writes_zero_shot_results(name, tmp_path):
   config = clip_helpers.tiny_config(name, total_steps=3)
   results = train.train_and_evaluate(config, str(tmp_path))
@@ -135,6 +135,7 @@ def test_train_end_to_end_writes_zero_shot_results(name, tmp_path):
   assert results["steps"] == 3 and np.isfinite(results["zero_shot_top1"])
 
 
+@pytest.mark.slow
 def test_linear_probe_and_knn_read_the_image_tower(tmp_path):
   # A CLIP workdir evaluates like any other: its image tower (params['encoder']) through the
   # existing protocols (configs/linear_eval.py).

@@ -7,8 +7,6 @@ fine-tuning read it like any method's encoder), `text` (the text tower), `image_
 the log of the temperature's inverse) and, for SigLIP, `logit_bias` (scalar).
 """
 
-from typing import Any
-
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -19,7 +17,6 @@ class TwoTower(nn.Module):
   embed_dim: int
   scale_init: float
   bias_init: float | None = None  # None: no bias parameter (CLIP)
-  dtype: Any = jnp.float32
 
   def setup(self):
     # Kernels N(0, width^-0.5) as CLIP's projections; computed in float32 (small).
