@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from contrastive_jax.report import plots
+from contrastive_jax.report import maps, plots
 
 NAMES = ["cat", "dog", "ship"]
 
@@ -52,7 +52,7 @@ def _clusters(n_per=20, d=8, seed=0):
 def test_tsne_and_umap_are_the_libraries_maps(tmp_path, method):
   """The drawn map is scikit-learn's / umap-learn's own layout (same seed), and keeps clusters."""
   x, y = _clusters()
-  xy, xlabel, _, how = plots.project_2d(x, method, seed=0)
+  xy, xlabel, _, how = maps.project_2d(x, method, seed=0)
   if method == "tsne":
     from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
 

@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from contrastive_jax.data import eval_views
-from contrastive_jax.report import plots, projector as projector_lib
+from contrastive_jax.report import maps as maps_lib, plots, projector as projector_lib
 
 
 def check(config) -> None:
@@ -23,13 +23,13 @@ def check(config) -> None:
   if isinstance(maps, str):
     maps = (maps,)
   for name in maps:
-    if name not in plots.MAPS:
+    if name not in maps_lib.MAPS:
       raise ValueError(
-        f"config.embedding_maps={tuple(maps)!r}: {name!r} is not a map; use some of {plots.MAPS}, "
+        f"config.embedding_maps={tuple(maps)!r}: {name!r} is not a map; use some of {maps_lib.MAPS}, "
         f"e.g. --config.embedding_maps=\"('pca','umap')\"."
       )
     try:
-      plots.require(name)
+      maps_lib.require(name)
     except ImportError as e:
       raise ImportError(f"config.embedding_maps contains {name!r}: {e}") from e
   points = config.get("projector_points", 0)
