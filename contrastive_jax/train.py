@@ -22,6 +22,7 @@ from contrastive_jax import (
   methods,
   nonfinite,
   optim,
+  prefetch,
   preemption,
   profiling,
   sharding,
@@ -209,7 +210,8 @@ def _train(config, workdir, lock) -> dict:
     if config.get("grad_cache_chunk", 0) > 0:  # big batches in chunks (grad_cache.py)
       grad_fn = grad_cache.make_grad_fn(method, config.grad_cache_chunk)
     train_step = step_lib.make_train_step(method, tx, schedule, mesh, grad_fn=grad_fn)
-    batches = data.train_batches(start_step=start_step)
+    # Double buffering: the next global batch is read and copied while this step runs.
+    batches = prefetch.to_device(data.train_batches(start_step=start_step), mesh)
     eval_every = (
       int(round(config.eval_every_epochs * steps_per_epoch)) if config.eval_every_epochs > 0 else 0
     )
@@ -217,7 +219,7 @@ def _train(config, workdir, lock) -> dict:
     t_start = time.time()
     profiler.after_step(step, state)
     while step < total_steps:
-      batch = sharding.global_batch(next(batches), mesh)
+      batch = next(batches)
       with profiler.annotate(step + 1):
         state, m = train_step(state, batch)
       step += 1
