@@ -153,3 +153,23 @@ def test_linear_probe_and_knn_read_the_image_tower(tmp_path):
   c.linear.update(lrs=(0.1,), weight_decays=(0.0,), epochs=2, batch_size=64)
   res = evaluate.evaluate(c, str(tmp_path / "lin"))
   assert 0.0 <= res["linear_top1"] <= 1.0 and 0.0 <= res["knn_top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_image_text_run_resumes_exactly(tmp_path):
+  # Interrupted after step 2 and resumed == uninterrupted: the image-text stream resumes bit for
+  # bit and its fingerprint accepts the same config.
+  def losses_of(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      rows = [json.loads(line) for line in f]
+    return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+  kw = dict(total_steps=4, log_every_steps=1, checkpoint_every_steps=2, eval_at_start=False)
+  kw["optim.end_lr_factor"] = 1.0  # a constant LR: the 2-step run's schedule is the 4-step one's
+  whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+  train.train_and_evaluate(clip_helpers.tiny_config("siglip", **kw), whole)
+  train.train_and_evaluate(clip_helpers.tiny_config("siglip", **{**kw, "total_steps": 2}), parts)
+  train.train_and_evaluate(clip_helpers.tiny_config("siglip", **kw), parts)
+  a, b = losses_of(whole), losses_of(parts)
+  assert set(a) == {1, 2, 3, 4} and b[4] == pytest.approx(a[4], rel=1e-6)
+  assert b[3] == pytest.approx(a[3], rel=1e-6)
