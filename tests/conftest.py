@@ -1,6 +1,7 @@
 """Test set-up: 8 fake CPU devices, set before anything imports jax or TensorFlow (TF imports jax)."""
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
   os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -8,6 +9,12 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One persistent XLA compilation cache for the whole run: pytest-xdist workers and the subprocesses
+# the end-to-end tests start inherit it, so the same tiny models compile once instead of in every
+# process (compilation, not arithmetic, is most of this suite's time on 2 cores).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="cjax-xla-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 def pytest_configure(config):
