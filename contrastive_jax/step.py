@@ -39,6 +39,15 @@ def make_train_step(method, tx, schedule, mesh, grad_fn=None):
   grad_fn = grad_fn or default_grad_fn(method)
 
   def step_body(state: TrainState, batch):
+    # Runs at trace time: a data source that lacks what the method declared fails before compiling.
+    missing = [k for k in method.batch_keys if k not in batch]
+    if missing:
+      raise ValueError(
+        f"config.method={method.name!r} reads batch keys {list(method.batch_keys)} but the data "
+        f"gives {sorted(batch)} (missing {missing}). Image-text methods need an image-text source "
+        f"(e.g. --config.text.source=templates); image methods need --config.text.source="
+        "."
+      )
     rng = jax.random.fold_in(state.rng, state.step)
     rng = jax.random.fold_in(rng, jax.lax.axis_index(sharding.DATA_AXIS))
     aux, grads = grad_fn(state, batch, rng)

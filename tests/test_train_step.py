@@ -47,3 +47,20 @@ def test_eight_devices_equal_one(method):
   _assert_close(s8.params, s1.params, rtol=1e-5, atol=1e-6)
   _assert_close(s8.batch_stats, s1.batch_stats, rtol=1e-4, atol=1e-5)
   assert int(s8.step) == 2
+
+
+def test_missing_batch_key_fails_at_trace_time_naming_the_keys():
+  # The step reads method.batch_keys: an image-text batch fed to an image method (or the reverse)
+  # fails before anything compiles, naming what is missing and the config fix.
+  config = helpers.tiny_config("simclr")
+  mesh = sharding.make_mesh()
+  method = methods.get_method(config, 10)
+  tx, schedule = optim.create_optimizer(
+    config.optim, batch_size=config.batch_size, total_steps=10, steps_per_epoch=10
+  )
+  state = step_lib.create_state(method, tx, config, mesh, (config.image_size, config.image_size, 3))
+  step = step_lib.make_train_step(method, tx, schedule, mesh)
+  batch = helpers.random_batch(config.batch_size, config.image_size)
+  del batch["view2"]
+  with pytest.raises(ValueError, match=r"missing \['view2'\].*text\.source"):
+    step(state, sharding.global_batch(batch, mesh))
