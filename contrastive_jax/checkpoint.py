@@ -36,6 +36,7 @@ from contrastive_jax import agree, workdir as workdir_lib
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # local: orbax writes <step>.orbax-checkpoint-tmp-<t>, renames
 COMMIT_FILE = "commit_success.txt"  # object stores: orbax writes <step>/ in place, then this file
 CHECKSUMS = "checksums.json"
+META_FILE = "metadata"  # the file orbax's JsonCheckpointHandler writes in <step>/meta/
 CORRUPT_SUFFIX = "_corrupt"  # corrupt checkpoints are moved to <directory>_corrupt/<step>-<time>
 # Test hook: SIGKILL this process while the checkpoint of this step is being written.
 TEST_KILL_ENV = "CONTRASTIVE_JAX_TEST_SIGKILL_DURING_SAVE_AT_STEP"
@@ -78,7 +79,7 @@ class Checkpointer:
     self._save_every = save_every
     self._unsummed: list[int] = []  # saved steps whose checksums are not written yet
     self._previous: int | None = None  # the newest checkpoint before the pending save
-    # Handlers up front: item_metadata (array shapes before any restore) needs to know them.
+    # Handlers up front, so the items restore without a prior save in this process.
     self._mgr = ocp.CheckpointManager(
       self.directory,
       options=options,
@@ -144,8 +145,14 @@ class Checkpointer:
   # --------------------------------------------------------------------------- restore
 
   def restore_meta(self, step: int) -> dict:
+    """The meta item through orbax (a collective: every process must call it)."""
     out = self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     return dict(out["meta"])
+
+  def read_meta(self, step: int) -> dict:
+    """The meta item read as a file by this process alone (orbax's restore is a collective, so
+    process 0 cannot use it to judge a checkpoint on its own)."""
+    return json.loads((self.path(step) / "meta" / META_FILE).read_text())
 
   def restore(self, step: int, abstract_state: Any) -> Any:
     """Restores the state at `step` with the shardings of `abstract_state` (ShapeDtypeStructs)."""
@@ -187,8 +194,9 @@ class Checkpointer:
     return True
 
   def array_differences(self, step: int, abstract_state: Any) -> list[str]:
-    """Arrays whose shape or dtype in the checkpoint differs from `abstract_state` (metadata only)."""
-    saved = _flat_shapes(self._mgr.item_metadata(step)["state"])
+    """Arrays whose shape or dtype in the checkpoint differs from `abstract_state` (metadata only,
+    read by this process alone)."""
+    saved = _flat_shapes(ocp.StandardCheckpointHandler().metadata(self.path(step) / "state"))
     if not saved:  # unreadable or missing array metadata: the checkpoint's own files are bad
       raise CorruptCheckpointError("the state item has no readable array metadata")
     now = _flat_shapes(abstract_state)
@@ -257,9 +265,10 @@ class Checkpointer:
     )
 
   def _judge(self, step, abstract_state, check) -> tuple[int, Exception | None]:
-    """Process 0's verdict on one checkpoint from its metadata and checksums; reads no arrays."""
+    """Process 0's verdict on one checkpoint from its metadata and checksums; reads no arrays and
+    calls no collective (the other processes wait for the verdict)."""
     try:
-      meta = self.restore_meta(step)
+      meta = self.read_meta(step)
       verified = self.verify(step)
       differences = self.array_differences(step, abstract_state)
     except Exception as e:  # pylint: disable=broad-except  # unreadable files: corrupt
