@@ -17,7 +17,6 @@ Directories are epath paths: local or gs:// (orbax writes URIs natively).
 """
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -31,11 +30,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from contrastive_jax import agree, workdir as workdir_lib
+from contrastive_jax import agree, checksums, workdir as workdir_lib
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # local: orbax writes <step>.orbax-checkpoint-tmp-<t>, renames
 COMMIT_FILE = "commit_success.txt"  # object stores: orbax writes <step>/ in place, then this file
-CHECKSUMS = "checksums.json"
+CHECKSUMS = checksums.NAME
 META_FILE = "metadata"  # the file orbax's JsonCheckpointHandler writes in <step>/meta/
 CORRUPT_SUFFIX = "_corrupt"  # corrupt checkpoints are moved to <directory>_corrupt/<step>-<time>
 # Test hook: SIGKILL this process while the checkpoint of this step is being written.
@@ -137,7 +136,7 @@ class Checkpointer:
     for step in self._unsummed:
       if self._is_main and self.path(step).exists():
         try:
-          _write_checksums(self.path(step))
+          checksums.write(self.path(step))
         except OSError as e:
           raise _save_error(step, self.directory, self._previous, e) from None
     self._unsummed = []
@@ -162,36 +161,11 @@ class Checkpointer:
     return out["state"]
 
   def verify(self, step: int) -> bool:
-    """Checks every file against checksums.json; False when the checkpoint has none (written
-    before checksums existed, or the run died between the save and its checksums).
-
-    Raises:
-      CorruptCheckpointError: a file is missing, has another size or another SHA-256.
-    """
-    root = self.path(step)
-    listing = root / CHECKSUMS
-    if not listing.exists():
-      return False
+    """Checks every file of `step` against its checksums.json (see checksums.verify)."""
     try:
-      expected = json.loads(listing.read_text())
-    except (ValueError, OSError) as e:
-      raise CorruptCheckpointError(f"{CHECKSUMS} unreadable: {e}") from None
-    bad = []
-    for rel, (size, digest) in sorted(expected.items()):
-      f = root / rel
-      if not f.exists():
-        bad.append(f"{rel} is missing")
-        continue
-      got = _digest(f)
-      if got != (size, digest):
-        bad.append(
-          f"{rel}: {got[0]} bytes, sha256 {got[1][:12]}... (saved: {size}, {digest[:12]}...)"
-        )
-    if bad:
-      raise CorruptCheckpointError(
-        f"{len(bad)} file(s) differ from their checksums: " + "; ".join(bad[:3])
-      )
-    return True
+      return checksums.verify(self.path(step))
+    except checksums.Mismatch as e:
+      raise CorruptCheckpointError(str(e)) from None
 
   def array_differences(self, step: int, abstract_state: Any) -> list[str]:
     """Arrays whose shape or dtype in the checkpoint differs from `abstract_state` (metadata only,
@@ -373,31 +347,6 @@ def _flat_shapes(tree: Any) -> dict[str, tuple]:
   return out
 
 
-def _digest(f: epath.Path) -> tuple[int, str]:
-  h, size = hashlib.sha256(), 0
-  with f.open("rb") as fh:
-    while chunk := fh.read(1 << 22):
-      h.update(chunk)
-      size += len(chunk)
-  return size, h.hexdigest()
-
-
-def _files(root: epath.Path) -> list[str]:
-  """Every file under root, relative to it (epath's walk drops the gs:// prefix, so compare
-  without it)."""
-  base = os.fspath(root).split("://", 1)[-1].rstrip("/")
-  out = []
-  for top, _, names in root.walk():
-    rel = os.fspath(top).split("://", 1)[-1].rstrip("/")[len(base) :].strip("/")
-    out += [f"{rel}/{n}" if rel else n for n in names]
-  return sorted(out)
-
-
-def _write_checksums(root: epath.Path) -> None:
-  sums = {rel: list(_digest(root / rel)) for rel in _files(root) if rel != CHECKSUMS}
-  workdir_lib.write_text(root / CHECKSUMS, json.dumps(sums, indent=1, sort_keys=True))
-
-
 def _incomplete(directory: epath.Path) -> list[epath.Path]:
   if not directory.exists():
     return []
@@ -415,7 +364,7 @@ def _move_tree(src: epath.Path, dest: epath.Path) -> None:
   if not workdir_lib.is_uri(src):
     os.rename(os.fspath(src), os.fspath(dest))
     return
-  for rel in _files(src):  # object stores have no directory rename: copy, then delete
+  for rel in checksums.files(src):  # object stores have no directory rename: copy, then delete
     (dest / rel).parent.mkdir(parents=True, exist_ok=True)
     (src / rel).copy(dest / rel)
   src.rmtree()
@@ -427,7 +376,7 @@ def _die_while_writing(directory: epath.Path, step: int) -> None:
   while time.time() < deadline:
     try:
       pending = [p for p in _incomplete(directory) if p.name.split(".")[0] == str(step)]
-      if any(_files(p) for p in pending):
+      if any(checksums.files(p) for p in pending):
         break
     except OSError:  # the write renamed or created a directory while it was being listed
       pass
