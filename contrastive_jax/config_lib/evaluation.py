@@ -64,6 +64,7 @@ def eval_config(mode: str) -> ml_collections.ConfigDict:
       steps=-1,
       crop_area_min=0.08,
       log_every_steps=20,
+      checkpoint_every_steps=500,  # fine-tuning checkpoints to W2/checkpoints (preemption resume)
     )
   )
   c.knn_ks = (10, 20, 100, 200)

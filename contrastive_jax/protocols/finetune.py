@@ -249,7 +249,7 @@ def finetune(
   ckpt = checkpoint.Checkpointer(
     os.path.join(workdir, "checkpoints"),
     keep=2,
-    save_every=max(1, int(ft.get("checkpoint_every_steps", 500))),
+    save_every=max(1, int(ft.checkpoint_every_steps)),
   )
   log_every = max(1, int(ft.get("log_every_steps", 50)))
   watcher = preemption.PreemptionWatcher(agree_every=min(10, log_every))
