@@ -11,7 +11,7 @@ utils/dataset.py). `paper`: 1000 epochs, lr 0.2 (= 3.2), weight decay 1.5e-6, ta
 linear top-1). `cpu`: a tiny ResNet on the offline 'synthetic' dataset.
 
 Launch on a TPU pod (every worker):
-  ./run.sh train --config=configs/byol_imagenet.py:paper --workdir=/gcs/$BUCKET/byol_in \
+  ./run.sh train --config=configs/byol_imagenet.py:paper --workdir=gs://$BUCKET/byol_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/byol_imagenet.py:cpu --workdir=runs/byol_in_cpu
 """

@@ -17,7 +17,7 @@ Presets (`--config=configs/clip_cifar10.py:PRESET`):
 
 Launch:
   ./run.sh train --config=configs/clip_cifar10.py:cpu --workdir=runs/clip_cpu
-  python -m contrastive_jax.main --config=configs/clip_cifar10.py:paper --workdir=/gcs/bucket/clip_c10
+  python -m contrastive_jax.main --config=configs/clip_cifar10.py:paper --workdir=gs://bucket/clip_c10
 Override any field: --config.batch_size=512 --config.method_args.loss_tile_size=1024
   (the tiled softmax), --config.grad_cache_chunk=64 (batches beyond memory, exact for ViT towers).
 """

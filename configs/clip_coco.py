@@ -17,7 +17,7 @@ Presets (`--config=configs/clip_coco.py:PRESET`):
          the CPU-sized towers, batch 64).
 
 Launch on a TPU pod (every worker; coco_captions prepared with `tfds build coco_captions`):
-  ./run.sh train --config=configs/clip_coco.py:paper --workdir=/gcs/$BUCKET/clip_coco \
+  ./run.sh train --config=configs/clip_coco.py:paper --workdir=gs://$BUCKET/clip_coco \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   fewer chips: add --config.grad_cache_chunk=32 (the exact gradient cache keeps the 32k batch)
   python -m contrastive_jax.main --config=configs/clip_coco.py:cpu --workdir=runs/clip_coco_cpu

@@ -9,7 +9,7 @@ MoCo's shuffled BN. Published linear top-1: 67.5% after 200 epochs (`paper`), 71
 loop).
 
 Launch on a TPU pod (every worker):
-  ./run.sh train --config=configs/moco_v2_imagenet.py:paper --workdir=/gcs/$BUCKET/moco_v2_in \
+  ./run.sh train --config=configs/moco_v2_imagenet.py:paper --workdir=gs://$BUCKET/moco_v2_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/moco_v2_imagenet.py:cpu --workdir=runs/moco_v2_in_cpu
 """

@@ -12,7 +12,7 @@ weight decay 1e-6), 72.8% after 300 (`paper_300ep`: lr 0.3, weight decay 1e-6), 
 'synthetic' dataset.
 
 Launch on a TPU pod (every worker):
-  ./run.sh train --config=configs/moco_v3_imagenet.py:paper --workdir=/gcs/$BUCKET/moco_v3_in \
+  ./run.sh train --config=configs/moco_v3_imagenet.py:paper --workdir=gs://$BUCKET/moco_v3_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/moco_v3_imagenet.py:cpu --workdir=runs/moco_v3_in_cpu
 Every value and its source in the official code: docs/fidelity.md.

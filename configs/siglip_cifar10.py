@@ -11,7 +11,7 @@ Presets (`--config=configs/siglip_cifar10.py:PRESET`):
 
 Launch:
   ./run.sh train --config=configs/siglip_cifar10.py:cpu --workdir=runs/siglip_cpu
-  python -m contrastive_jax.main --config=configs/siglip_cifar10.py:paper --workdir=/gcs/bucket/siglip_c10
+  python -m contrastive_jax.main --config=configs/siglip_cifar10.py:paper --workdir=gs://bucket/siglip_c10
 Override any field: --config.method_args.sigmoid_loss=dense (one all-gather instead of the ring),
   --config.method_args.loss_chunk_size=256 (texts scored at a time within a device).
 """

@@ -14,7 +14,7 @@ Presets (`--config=configs/simclr_cifar10.py:PRESET`): cpu    (default) a 0.3M-p
 
 Launch:
   python -m contrastive_jax.main --config=configs/simclr_cifar10.py:cpu --workdir=runs/simclr_cpu
-  python -m contrastive_jax.main --config=configs/simclr_cifar10.py:paper --workdir=/gcs/bucket/simclr_c10
+  python -m contrastive_jax.main --config=configs/simclr_cifar10.py:paper --workdir=gs://bucket/simclr_c10
 Override any field: --config.batch_size=1024 --config.method_args.temperature=0.2
 Every value and its source in the official code: docs/fidelity.md.
 """

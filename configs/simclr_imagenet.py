@@ -13,7 +13,7 @@ loss scale (loss_a + loss_b). Presets:
 
 Launch on a Cloud TPU VM pod (same command on every worker, e.g. v3-128):
   gcloud compute tpus tpu-vm ssh $TPU --worker=all --command="cd contrastive_jax && \
-    ./run.sh train --config=configs/simclr_imagenet.py:100ep --workdir=/gcs/$BUCKET/simclr_in_100ep"
+    ./run.sh train --config=configs/simclr_imagenet.py:100ep --workdir=gs://$BUCKET/simclr_in_100ep"
 The data must be prepared with `tfds build imagenet2012` (manual download) into a GCS data_dir:
   --config.data_dir=gs://$BUCKET/tensorflow_datasets
 Every value and its source in the official code: docs/fidelity.md.

@@ -8,7 +8,7 @@ own (per-view BN), the predictor's learning rate held fixed (not decayed): the R
 `cpu`: a tiny ResNet on the offline 'synthetic' dataset.
 
 Launch on a TPU pod or a GPU host:
-  ./run.sh train --config=configs/simsiam_imagenet.py:paper --workdir=/gcs/$BUCKET/simsiam_in \
+  ./run.sh train --config=configs/simsiam_imagenet.py:paper --workdir=gs://$BUCKET/simsiam_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/simsiam_imagenet.py:cpu --workdir=runs/simsiam_in_cpu
 """

@@ -5,12 +5,12 @@ BN; batch 6144, LARS (lr 0.2 x B/256 = 4.8), weight decay 1e-6, 10 warm-up epoch
 SimCLR augmentation, the official SupConLoss's temperature / base_temperature factor (0.07). The
 official repository has no ImageNet recipe (these values follow the paper). The paper reports 78.7%
 top-1 for ResNet-50 with a linear classifier trained on the frozen encoder afterwards:
-  ./run.sh train --config=configs/linear_eval.py:paper --config.pretrained_workdir=/gcs/$BUCKET/supcon_in \
-    --workdir=/gcs/$BUCKET/supcon_in_linear
+  ./run.sh train --config=configs/linear_eval.py:paper --config.pretrained_workdir=gs://$BUCKET/supcon_in \
+    --workdir=gs://$BUCKET/supcon_in_linear
 `cpu`: a tiny ResNet on the offline 'synthetic' dataset.
 
 Launch on a TPU pod (every worker):
-  ./run.sh train --config=configs/supcon_imagenet.py:paper --workdir=/gcs/$BUCKET/supcon_in \
+  ./run.sh train --config=configs/supcon_imagenet.py:paper --workdir=gs://$BUCKET/supcon_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/supcon_imagenet.py:cpu --workdir=runs/supcon_in_cpu
 """

@@ -18,7 +18,7 @@ Run the grid here, one run after another (resumable: finished runs are skipped, 
 from their checkpoints), or print one launch command per run for a cluster:
   python -m contrastive_jax.main --config=configs/sweep_batch_size.py:cpu --workdir=runs/sweep_cpu
   python -m contrastive_jax.main --config=configs/sweep_batch_size.py:imagenet \
-      --config.sweep.action=print --workdir=/gcs/$BUCKET/sweep_in
+      --config.sweep.action=print --workdir=gs://$BUCKET/sweep_in
 Then: python -m contrastive_jax.batch_scaling --sweep_dir=runs/sweep_cpu --out=docs/batch_scaling
 """
 

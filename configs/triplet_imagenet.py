@@ -10,7 +10,7 @@ supcon_imagenet.py and record what it reaches. `cpu`: a tiny ResNet on the offli
 dataset.
 
 Launch on a TPU pod (every worker):
-  ./run.sh train --config=configs/triplet_imagenet.py:paper --workdir=/gcs/$BUCKET/triplet_in \
+  ./run.sh train --config=configs/triplet_imagenet.py:paper --workdir=gs://$BUCKET/triplet_in \
     --config.data_dir=gs://$BUCKET/tensorflow_datasets
   python -m contrastive_jax.main --config=configs/triplet_imagenet.py:cpu --workdir=runs/triplet_in_cpu
 """
