@@ -4,9 +4,11 @@ Only two flags. Every hyper-parameter is a config field; override with --config.
 The same command runs on one CPU, a multi-GPU host, and every worker of a TPU pod.
 """
 
+import atexit
 import importlib
 import os
 import sys
+import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -84,7 +86,48 @@ def run():
   sys.modules["__main__"].__doc__ = __doc__
   for holder in (_CONFIG, _WORKDIR):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
-  app.run(main)
+  code = 1
+  try:
+    app.run(main)
+  except SystemExit as e:  # app.run ends every run, a good one included, with sys.exit
+    code = _exit_status(e.code)
+  except KeyboardInterrupt:
+    traceback.print_exc()
+    code = 130
+  except Exception as e:  # pylint: disable=broad-except
+    ckpt = sys.modules.get("contrastive_jax.checkpoint")
+    if ckpt is not None and isinstance(e, ckpt.CheckpointSaveError):
+      # A failed save leaves orbax's write threads behind; they report "Event loop is closed"
+      # through sys.unraisablehook while we print, burying the one line that says what to do.
+      sys.unraisablehook = lambda unraisable: None
+    traceback.print_exc()
+  _exit_without_finalizing(code)
+
+
+def _exit_status(code) -> int:
+  """What the interpreter would exit with for SystemExit(code)."""
+  if code is None:
+    return 0
+  if isinstance(code, int):
+    return code
+  print(code, file=sys.stderr)
+  return 1
+
+
+def _exit_without_finalizing(code: int) -> None:
+  """Runs the atexit handlers (jax.distributed's shutdown among them), then leaves.
+
+  Why not a plain return: during interpreter finalization tensorstore's threads (orbax's checkpoint
+  I/O) may call back into Python, which kills them mid-C++; about one exit in four then aborted
+  with "terminate called ... FATAL: exception not rethrown" (exit 134) after a finished run. Every
+  file this program writes is closed by then (with-blocks and `finally` closes), so finalization
+  has nothing left to do that matters.
+  """
+  atexit._run_exitfuncs()  # pylint: disable=protected-access
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
 
 
 if __name__ == "__main__":
