@@ -30,6 +30,7 @@ import ml_collections
 import numpy as np
 
 from contrastive_jax import methods, optim, sharding
+from contrastive_jax import workdir as workdir_lib
 from contrastive_jax import step as step_lib
 from contrastive_jax.data import image_text, pipeline
 from contrastive_jax.methods import base
@@ -68,15 +69,14 @@ class Pretrained:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The pre-training config of `workdir` (W/config.json), unlocked."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = workdir_lib.resolve(workdir, "config.pretrained_workdir") / "config.json"
+  if not path.exists():
     raise ValueError(
       f"{path} does not exist: config.pretrained_workdir={workdir!r} is not a pre-training workdir "
       f"(it is written at the start of `python -m contrastive_jax.main --config=configs/<method>.py "
       f"--workdir=W`). Point --config.pretrained_workdir at such a W."
     )
-  with open(path, encoding="utf-8") as f:
-    cfg = ml_collections.ConfigDict(json.load(f))
+  cfg = ml_collections.ConfigDict(json.loads(path.read_text()))
   # JSON turns tuples into lists; the model builders take any sequence.
   return cfg
 
@@ -88,7 +88,7 @@ class ReadOnlyCheckpoints:
     import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
     self._ocp = ocp
-    self.directory = os.path.abspath(directory)
+    self.directory = workdir_lib.resolve(directory, "config.pretrained_workdir")
     options = ocp.CheckpointManagerOptions(
       read_only=True, create=False, cleanup_tmp_directories=False, enable_async_checkpointing=False
     )
@@ -143,7 +143,7 @@ def load(
   Raises:
     ValueError: no config.json, or no checkpoint that loads (and random_init is False).
   """
-  workdir = os.path.abspath(workdir)
+  workdir = os.fspath(workdir_lib.resolve(workdir, "config.pretrained_workdir"))  # local or gs://
   cfg = load_config(workdir)
   mesh = mesh or sharding.make_mesh()
   if num_classes is None and image_text.enabled(cfg):
@@ -172,8 +172,8 @@ def load(
     logging.info("Random init of the %s encoder (%s), seed %d.", cfg.method, cfg.model.name, seed)
     return Pretrained(cfg, method, _frozen(state), 0, True, workdir)
 
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir):
+  ckpt_dir = workdir_lib.resolve(workdir) / "checkpoints"
+  if not ckpt_dir.is_dir():
     raise ValueError(
       f"No checkpoints in {ckpt_dir}: the pre-training run has not saved yet. Set "
       f"--config.random_init=True for a random-init baseline."

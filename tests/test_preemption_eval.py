@@ -56,7 +56,7 @@ def _sigterm_after(proc: subprocess.Popen, pattern: str, delay: float, timeout: 
 def test_sigterm_during_knn_saves_and_exits_then_resume_evaluates(tmp_path):
   """The final kNN over a 16k-image bank takes far longer than the few seconds the run gets."""
   workdir = str(tmp_path / "w")
-  env = subprocess_env(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"))
+  env = subprocess_env()
   big = (
     "--config.total_steps=2",
     "--config.synthetic_train_size=16384",
@@ -107,6 +107,43 @@ def test_sigterm_during_linear_eval_keeps_features_and_resumes(pretrain_dir, tmp
   fresh = evaluate.evaluate(cfg, str(tmp_path / "lin_fresh"))
   for k in ("knn_top1", "linear_top1", "linear_val_top1", "feature_dim"):
     assert resumed[k] == fresh[k], k
+
+
+@pytest.mark.slow
+def test_sigterm_during_augmented_probe_saves_its_state_and_resumes_exactly(
+  pretrain_dir,  # noqa: F811
+  tmp_path,
+  monkeypatch,
+):
+  """'augmented' probe (the encoder runs on every step): a real SIGTERM at its 3rd batch saves the
+  heads and optimiser states after step 2 in W2/linear_probe_state.npz; the next run resumes at
+  step 3 (batches skipped, not replayed) and ends with exactly the uninterrupted numbers, then
+  removes the state file."""
+  original = eval_views.augmented_array_batches
+  seen = []
+
+  def planted(*args, **kwargs):
+    seen.append(kwargs.get("skip_batches", 0))
+    for i, batch in enumerate(original(*args, **kwargs)):
+      if not kwargs.get("skip_batches") and i == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield batch
+
+  over = {"linear.mode": "augmented", "linear.epochs": 2, "linear.batch_size": 32}
+  cfg = _eval_config("linear_eval", pretrain_dir, plots=False, retrieval=False, **over)
+  w2 = tmp_path / "aug"
+  monkeypatch.setattr(eval_views, "augmented_array_batches", planted)
+  res = evaluate.evaluate(cfg, str(w2))
+  assert res["preempted"] and (w2 / "linear_probe_state.npz").exists()
+  with np.load(w2 / "linear_probe_state.npz") as saved:
+    assert int(saved["step"]) == 2
+  resumed = evaluate.evaluate(cfg, str(w2))
+  assert seen == [0, 2]  # the resumed run started at the 3rd batch
+  assert not (w2 / "linear_probe_state.npz").exists()
+  monkeypatch.setattr(eval_views, "augmented_array_batches", original)
+  fresh = evaluate.evaluate(cfg, str(tmp_path / "aug_fresh"))
+  for k in ("linear_top1", "linear_top5", "linear_val_top1", "linear_best_lr"):
+    assert resumed[k] == fresh[k], (k, resumed[k], fresh[k])
 
 
 @pytest.mark.slow

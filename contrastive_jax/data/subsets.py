@@ -21,6 +21,7 @@ import os
 import jax
 import numpy as np
 
+from contrastive_jax import workdir as workdir_lib
 from contrastive_jax.data import eval_views, pipeline
 
 _IMAGENET_SUBSETS = {0.01: "1pct", 0.1: "10pct"}
@@ -76,18 +77,16 @@ def write_subset(
   header = f"# contrastive_jax subset: count={indices.size} fraction={fraction} seed={seed}"
   if note:
     header += f" note={note}"
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.write(header + "\n")
-    f.write("".join(f"{i}\n" for i in indices))
-  os.replace(tmp, path)
+  text = header + "\n" + "".join(f"{i}\n" for i in indices)
+  workdir_lib.write_text(workdir_lib.resolve(path, "subset path"), text)  # whole, local or gs://
   return path
 
 
 def read_subset(path: str) -> np.ndarray:
   """Reads a `write_subset` file (lines starting with '#' and blank lines are skipped) as int64 indices."""
-  with open(path) as f:
-    values = [line.strip() for line in f]
+  values = [
+    line.strip() for line in workdir_lib.resolve(path, "subset path").read_text().splitlines()
+  ]
   values = [v for v in values if v and not v.startswith("#")]
   try:
     return np.asarray([int(v) for v in values], np.int64)
@@ -113,7 +112,7 @@ def labelled_subset(
   path = os.path.join(workdir, f"subset_{pct_name(fraction)}pct_seed{seed}.txt")
   if fraction >= 1.0:
     ids = np.arange(len(labels), dtype=np.int64)
-  elif os.path.exists(path):
+  elif workdir_lib.resolve(path, "subset path").exists():
     ids = read_subset(path)
     if ids.size and (ids.min() < 0 or ids.max() >= len(labels)):
       raise ValueError(

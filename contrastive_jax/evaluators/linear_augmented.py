@@ -59,6 +59,8 @@ def train_augmented_probe(
   mesh,
   on_loss: Callable[[int, float], None] | None = None,
   log_every: int = 50,
+  resume: tuple[int, list] | None = None,
+  on_stop: Callable[[int, list], None] | None = None,
 ) -> linear.LinearProbeResult:
   """Trains a grid of linear heads on augmented batches of a frozen encoder; selects on val.
 
@@ -76,6 +78,13 @@ def train_augmented_probe(
     mesh: device mesh; batches are sharded over it, the heads replicated.
     on_loss: called as on_loss(step, smallest head loss) every `log_every` steps and at the end.
     log_every: steps between on_loss calls.
+    resume: (steps done, leaves) from an earlier `on_stop`: training continues at step + 1 with
+      those heads and optimiser states; `batches` must then start at that step's batch
+      (eval_views.augmented_array_batches(skip_batches=step)). The result equals an uninterrupted
+      run's.
+    on_stop: called as on_stop(steps done, leaves) when fetching a batch raises (a preemption
+      request from watcher.interruptible, a data error), before the error propagates: the caller
+      saves the leaves (host numpy arrays of the heads and optimiser states) to resume from.
 
   Returns:
     linear.LinearProbeResult (normalization 'standardize', refit False).
@@ -100,13 +109,24 @@ def train_augmented_probe(
   opt_states = jax.vmap(lambda lr, wd, h: linear.make_tx(optimizer, lr, wd, total_steps).init(h))(
     lr_arr, wd_arr, heads
   )
+  start = 0
+  if resume is not None:
+    start, (heads, opt_states) = int(resume[0]), _unflatten((heads, opt_states), resume[1])
   step = _grid_step(embed, str(optimizer), int(total_steps))
   heads, opt_states, mean_d, inv_d, lr_arr, wd_arr = jax.device_put(
     (heads, opt_states, mean, inv_std, lr_arr, wd_arr), sharding.replicated(mesh)
   )
-  logging.info("Augmented linear probe: %d heads, %d steps.", g, total_steps)
-  for s in range(1, total_steps + 1):
-    gb = sharding.global_batch(next(batches), mesh)
+  logging.info("Augmented linear probe: %d heads, steps %d-%d.", g, start + 1, total_steps)
+  for s in range(start + 1, total_steps + 1):
+    try:
+      host = next(batches)
+    except Exception:
+      if on_stop is not None:
+        on_stop(
+          s - 1, [np.asarray(x) for x in sharding.to_host(jax.tree.leaves((heads, opt_states)))]
+        )
+      raise
+    gb = sharding.global_batch(host, mesh)
     heads, opt_states, loss = step(
       heads, opt_states, enc_state, gb["image"], gb["label"], mean_d, inv_d, lr_arr, wd_arr
     )
@@ -135,3 +155,17 @@ def train_augmented_probe(
     normalization="standardize",
     refit=False,
   )
+
+
+def _unflatten(like, leaves: list):
+  """`like`'s tree with the saved leaves; a saved state of another grid or shape is an error."""
+  want = jax.tree.leaves(like)
+  if len(leaves) != len(want) or any(
+    np.shape(a) != np.shape(b) or np.asarray(a).dtype != np.asarray(b).dtype
+    for a, b in zip(leaves, want)
+  ):
+    raise ValueError(
+      f"The saved augmented-probe state ({len(leaves)} arrays) does not match this probe "
+      f"({len(want)} arrays of the grid's shapes); delete it to start the probe over."
+    )
+  return jax.tree.unflatten(jax.tree.structure(like), [jnp.asarray(x) for x in leaves])

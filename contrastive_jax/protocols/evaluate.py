@@ -21,6 +21,7 @@ from typing import Any
 import jax
 
 from contrastive_jax import metrics as metrics_lib, pretrained, sharding, validate
+from contrastive_jax import workdir as workdir_lib
 from contrastive_jax.data import eval_views, pipeline
 from contrastive_jax.protocols import finetune, linear_eval
 
@@ -39,7 +40,8 @@ def evaluate(config, workdir: str) -> dict:
     )
   if config.mode == "linear_eval":
     linear_eval.check_config(config)
-  workdir = os.path.abspath(workdir)
+  # Local or a URI (gs://bucket/eval): every file below goes through epath (contrastive_jax.workdir).
+  workdir = os.fspath(workdir_lib.resolve(workdir))
   t_start = time.time()
   mesh = sharding.make_mesh()
   data_cfg = eval_views.data_config(config, pretrained.load_config(config.pretrained_workdir))
@@ -53,7 +55,7 @@ def evaluate(config, workdir: str) -> dict:
     seed=int(config.seed),
   )
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
+    workdir_lib.resolve(workdir).mkdir(parents=True, exist_ok=True)
     metrics_lib.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
   writer = metrics_lib.MetricWriter(workdir)
   res: dict[str, Any] = {

@@ -133,7 +133,8 @@ def check(config, workdir: str) -> tuple[int, tuple[str, ...]]:
       f"config.mode={config.mode!r} needs --config.pretrained_workdir=W (a pre-training workdir "
       f"with config.json and checkpoints/)."
     )
-  if os.path.abspath(src) == os.path.abspath(workdir):
+  same = workdir_lib.resolve(src, "config.pretrained_workdir") == workdir_lib.resolve(workdir)
+  if same:
     raise ValueError(
       f"--workdir={workdir!r} is the pre-training workdir (config.pretrained_workdir): this mode "
       f"would write its config.json and results.json over the run's own. Use e.g. "

@@ -11,7 +11,6 @@
    figures.
 """
 
-import json
 import logging
 import os
 import time
@@ -19,7 +18,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from etils import epath
 
 from contrastive_jax import metrics as metrics_lib, preemption, sharding
 from contrastive_jax.config_lib import augment
@@ -27,8 +25,8 @@ from contrastive_jax.data import eval_views, subsets
 from contrastive_jax.evaluators import features as feats_lib
 from contrastive_jax.evaluators import knn, linear, retrieval
 from contrastive_jax.evaluators import linear_augmented as augmented_lib
-from contrastive_jax.protocols import visualize
-from contrastive_jax.report import export, plots
+from contrastive_jax.protocols import eval_state, visualize
+from contrastive_jax.report import export
 
 MODES = ("features", "augmented")
 
@@ -44,40 +42,18 @@ def split_features(loaded, data_cfg, split: str, mesh, batch_size: int, watcher=
 
 
 def saved_split_features(config, loaded, data_cfg, split, mesh, batch_size, workdir, watcher):
-  """split_features, kept in W2/features_{split}.npz: the linear evaluation's checkpoint. A run
-  preempted after a split's features resumes with them; a file made from another encoder, step or
-  data is recomputed."""
-  key = json.dumps(
-    {
-      "pretrained_workdir": loaded.workdir,
-      "pretrained_step": loaded.step,
-      "random_init": bool(loaded.random_init),
-      "seed": int(config.seed),
-      "dataset": data_cfg.dataset,
-      "split": split,
-      "image_size": int(data_cfg.image_size),
-    },
-    sort_keys=True,
-  )
-  path = (
-    epath.Path(workdir)
-    / f"features_{split.replace('[', '_').replace(']', '').replace(':', '_')}.npz"
-  )
-  if path.exists():
-    with path.open("rb") as f:
-      saved = np.load(f)
-      if str(saved["key"]) == key:
-        logging.warning(
-          "Linear eval: %s features of %s restored from %s.", split, loaded.workdir, path
-        )
-        return saved["features"], saved["labels"], saved["ids"]
-    logging.warning("Linear eval: %s was made from another encoder or data; recomputing.", path)
+  """split_features, kept in W2/features_{split}.npz (protocols/eval_state.py): a run preempted
+  after a split's features resumes with them; a file made from another encoder, step or data is
+  recomputed."""
+  key = eval_state.encoder_key(config, loaded, data_cfg, split=split)
+  path = eval_state.features_path(workdir, split)
+  saved = eval_state.load(path, key)
+  if saved is not None:
+    logging.warning("Linear eval: %s features of %s restored from %s.", split, loaded.workdir, path)
+    return saved["features"], saved["labels"], saved["ids"]
   out = split_features(loaded, data_cfg, split, mesh, batch_size, watcher)
   if jax.process_index() == 0:
-    tmp = path.parent / (path.name + ".tmp")
-    with tmp.open("wb") as f:
-      np.savez(f, features=out[0], labels=out[1], ids=out[2], key=np.asarray(key))
-    tmp.rename(path)
+    eval_state.save(path, key, features=out[0], labels=out[1], ids=out[2])
   return out
 
 
@@ -116,6 +92,7 @@ def linear_augmented(
   val_y,
   writer=None,
   watcher=None,
+  workdir=None,
 ) -> linear.LinearProbeResult:
   """SimCLR's linear evaluation: a grid of linear heads on crop + flip views of the train part.
 
@@ -130,7 +107,9 @@ def linear_augmented(
     val_x, val_y: held-out features and labels (selection).
     writer: optional metrics.MetricWriter (linear_aug_loss_best_pair).
     watcher: optional preemption watcher: a stop request raises preemption.Interrupted between
-      batches (the probe then starts over on the next run; its features are kept).
+      batches.
+    workdir: W2, where the probe's state is saved on a stop (eval_state.PROBE_STATE) and resumed
+      from on the next start, to the same result as an uninterrupted run.
   """
   lin = config.linear
   if lin.optimizer not in ("sgd_nesterov", "lars"):
@@ -140,24 +119,53 @@ def linear_augmented(
   images, labels = images[train_ids], labels[train_ids]
   n = len(labels)
   batch = min(int(lin.batch_size), n // mesh.size * mesh.size)
+  spe = max(1, n // batch)
+  total = int(lin.steps) if lin.get("steps", -1) and lin.steps > 0 else int(lin.epochs) * spe
+  aug = augment.crop_flip(data_cfg.image_size, lin.get("crop_area_min", 0.08))
+  # Everything the probe's trajectory depends on: a saved state under another key is not resumed.
+  key = eval_state.encoder_key(
+    config,
+    loaded,
+    data_cfg,
+    probe=lin.to_dict(),
+    examples=int(n),
+    ids=int(np.sum(train_ids)),
+    val_fraction=float(config.val_fraction),
+    label_fraction=float(config.label_fraction),
+    batch=int(batch),
+    total=int(total),
+    num_classes=int(num_classes),
+  )
+  path = eval_state.probe_path(workdir) if workdir is not None else None
+  resume = eval_state.load_leaves(path, key) if path is not None else None
+  if resume is not None:
+    logging.warning(
+      "Augmented linear eval: resuming after step %d/%d from %s.", resume[0], total, path
+    )
   batches = eval_views.augmented_array_batches(
     images,
     labels,
     batch_size=batch,
     seed=int(config.seed),
-    aug=augment.crop_flip(data_cfg.image_size, lin.get("crop_area_min", 0.08)),
+    aug=aug,
+    skip_batches=resume[0] if resume else 0,
   )
   if watcher is not None:
     batches = watcher.interruptible(batches)
-  spe = max(1, n // batch)
-  total = int(lin.steps) if lin.get("steps", -1) and lin.steps > 0 else int(lin.epochs) * spe
   logging.info("Augmented linear eval: %d steps of batch %d over %d examples.", total, batch, n)
+
+  def on_stop(step, leaves):
+    if path is not None and jax.process_index() == 0 and step > 0:
+      eval_state.save_leaves(path, key, step, leaves)
+      logging.warning(
+        "Augmented linear eval: state after step %d/%d saved to %s.", step, total, path
+      )
 
   def on_loss(step, loss):
     if writer is not None:
       writer.write(step, {"linear_aug_loss_best_pair": loss})
 
-  return augmented_lib.train_augmented_probe(
+  result = augmented_lib.train_augmented_probe(
     loaded.method.embed,
     loaded.state,
     batches,
@@ -171,7 +179,12 @@ def linear_augmented(
     total_steps=total,
     mesh=mesh,
     on_loss=on_loss,
+    resume=resume,
+    on_stop=on_stop,
   )
+  if path is not None and jax.process_index() == 0 and path.exists():
+    path.unlink()  # finished: a later run of this W2 trains the probe from its start again
+  return result
 
 
 def _knn_ks(config, pretrain_cfg) -> tuple[int, ...]:
@@ -194,7 +207,7 @@ def check_config(config) -> None:
   visualize.check(config)  # embedding maps (and their packages), projector points
 
 
-def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher=None):
+def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher=None, workdir=None):
   """The linear probe of config.linear.mode: selection on a held-out part of TRAIN."""
   lin = config.linear
   train_x, train_y, train_ids = train
@@ -231,6 +244,7 @@ def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher=N
     train_y[val],
     writer,
     watcher,
+    workdir,
   )
 
 
@@ -240,8 +254,10 @@ def linear_evaluation(
   """kNN, linear probe, retrieval, export and figures of the frozen encoder; returns the numbers.
 
   A SIGTERM (preemption) stops it between two batches of any feature pass or of the augmented
-  probe's training and returns {'preempted': True}; the features finished so far are kept in W2
-  (`saved_split_features`), so the next start resumes after them.
+  probe's training and returns {'preempted': True}; the features finished so far and the augmented
+  probe's state are kept in W2 (protocols/eval_state.py), so the next start resumes after them.
+  The kNN and the 'features' probe run on features in memory (seconds to tens of seconds on
+  CIFAR-10 here) and are redone after a stop.
   """
   check_config(config)
   watcher = preemption.PreemptionWatcher()
@@ -249,7 +265,8 @@ def linear_evaluation(
     return _linear_evaluation(config, loaded, data_cfg, num_classes, mesh, workdir, writer, watcher)
   except preemption.Interrupted:
     print(
-      "Preempted during the linear evaluation; features computed so far are saved in "
+      "Preempted during the linear evaluation; the features computed so far (and the augmented "
+      "probe's state) are saved in "
       f"{workdir}. Run the same command again to resume.",
       flush=True,
     )
@@ -294,7 +311,7 @@ def _linear_evaluation(config, loaded, data_cfg, num_classes, mesh, workdir, wri
 
   # Linear probe: selection on a held-out part of TRAIN; test once at the end.
   t0 = time.time()
-  probe = _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher)
+  probe = _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher, workdir)
   top1, top5 = probe.evaluate(test_x, test_y)
   res.update(
     {
@@ -335,7 +352,7 @@ def _linear_evaluation(config, loaded, data_cfg, num_classes, mesh, workdir, wri
   if config.plots and jax.process_index() == 0:
     t0 = time.time()
     test_pred = linear.predict(probe.params, test_x)
-    res["plots"] = make_plots(
+    res["plots"] = visualize.make_plots(
       config, loaded, data_cfg, workdir, train_x, train_y, test_x, test_y, test_pred
     )
     res["plots_time_s"] = time.time() - t0
@@ -346,52 +363,3 @@ def _linear_evaluation(config, loaded, data_cfg, num_classes, mesh, workdir, wri
     if proj is not None:
       res["projector_points"] = proj["points"]
   return res
-
-
-def make_plots(
-  config, loaded, data_cfg, workdir, train_x, train_y, test_x, test_y, test_pred
-) -> list:
-  """Embedding maps (config.embedding_maps), retrieval grid, pre-training curves, linear-probe confusion matrix (PNG in W2)."""
-  names = eval_views.class_names(data_cfg)
-  tag = "random init" if loaded.random_init else f"{loaded.config.method}, step {loaded.step}"
-  out = visualize.embedding_maps(config, test_x, test_y, names, workdir, tag)
-  rng = np.random.default_rng(int(config.seed))
-  nq = min(int(config.get("num_plot_queries", 8)), len(test_y))
-  queries = np.sort(rng.choice(len(test_y), nq, replace=False))
-  idx, _ = retrieval.nearest_neighbours(test_x[queries], train_x, 5)
-  q_img = eval_views.images_at(data_cfg, data_cfg.eval_split, queries)
-  uniq, inv = np.unique(idx.reshape(-1), return_inverse=True)
-  n_img = eval_views.images_at(data_cfg, data_cfg.train_split, uniq)[inv]
-  out.append(
-    plots.plot_retrieval_grid(
-      q_img,
-      n_img.reshape(*idx.shape, *q_img.shape[1:]),
-      test_y[queries],
-      train_y[idx],
-      names,
-      os.path.join(workdir, "retrieval_grid.png"),
-      title=f"Test queries, nearest train images ({tag})",
-    )
-  )
-  curves = os.path.join(loaded.workdir, "metrics.jsonl")
-  if os.path.exists(curves):
-    try:
-      out.append(
-        plots.plot_training_curves(
-          curves,
-          os.path.join(workdir, "training_curves.png"),
-          title=f"Pre-training: {os.path.basename(loaded.workdir)}",
-        )
-      )
-    except ValueError as e:
-      logging.warning("No training curves: %s", e)
-  out.append(
-    plots.plot_confusion_matrix(
-      test_y,
-      test_pred,
-      names or [str(i) for i in range(int(max(test_y.max(), test_pred.max())) + 1)],
-      os.path.join(workdir, "linear_confusion.png"),
-      title=f"Linear probe, test split ({tag})",
-    )
-  )
-  return [os.path.basename(p) for p in out]

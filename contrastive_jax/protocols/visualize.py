@@ -5,7 +5,9 @@
 - `embedding_maps(...)`: one PNG per map of config.embedding_maps (embedding_<map>.png);
 - `projector(...)`: the test split's features, labels and thumbnails for TensorBoard's projector
   (W2/tensorboard/projector_config.pbtxt + projector/);
-- `to_tensorboard(writer, step, workdir, pngs)`: the PNGs as TensorBoard images (figures/<name>).
+- `to_tensorboard(writer, step, workdir, pngs)`: the PNGs as TensorBoard images (figures/<name>);
+- `make_plots(...)`: the figures of a linear evaluation (maps, retrieval grid, pre-training curves,
+  confusion matrix), into W2 (local or gs://).
 """
 
 import logging
@@ -13,7 +15,9 @@ import os
 
 import numpy as np
 
+from contrastive_jax import workdir as workdir_lib
 from contrastive_jax.data import eval_views
+from contrastive_jax.evaluators import retrieval
 from contrastive_jax.report import maps as maps_lib, plots, projector as projector_lib
 
 
@@ -93,3 +97,52 @@ def to_tensorboard(writer, step: int, workdir: str, pngs) -> list[str]:
     images[f"figures/{os.path.splitext(os.path.basename(path))[0]}"] = path
   writer.write_images(step, images)
   return sorted(images)
+
+
+def make_plots(
+  config, loaded, data_cfg, workdir, train_x, train_y, test_x, test_y, test_pred
+) -> list:
+  """Embedding maps (config.embedding_maps), retrieval grid, pre-training curves, linear-probe confusion matrix (PNG in W2)."""
+  names = eval_views.class_names(data_cfg)
+  tag = "random init" if loaded.random_init else f"{loaded.config.method}, step {loaded.step}"
+  out = embedding_maps(config, test_x, test_y, names, workdir, tag)
+  rng = np.random.default_rng(int(config.seed))
+  nq = min(int(config.get("num_plot_queries", 8)), len(test_y))
+  queries = np.sort(rng.choice(len(test_y), nq, replace=False))
+  idx, _ = retrieval.nearest_neighbours(test_x[queries], train_x, 5)
+  q_img = eval_views.images_at(data_cfg, data_cfg.eval_split, queries)
+  uniq, inv = np.unique(idx.reshape(-1), return_inverse=True)
+  n_img = eval_views.images_at(data_cfg, data_cfg.train_split, uniq)[inv]
+  out.append(
+    plots.plot_retrieval_grid(
+      q_img,
+      n_img.reshape(*idx.shape, *q_img.shape[1:]),
+      test_y[queries],
+      train_y[idx],
+      names,
+      os.path.join(workdir, "retrieval_grid.png"),
+      title=f"Test queries, nearest train images ({tag})",
+    )
+  )
+  curves = os.path.join(loaded.workdir, "metrics.jsonl")
+  if workdir_lib.resolve(curves).exists():
+    try:
+      out.append(
+        plots.plot_training_curves(
+          curves,
+          os.path.join(workdir, "training_curves.png"),
+          title=f"Pre-training: {os.path.basename(loaded.workdir)}",
+        )
+      )
+    except ValueError as e:
+      logging.warning("No training curves: %s", e)
+  out.append(
+    plots.plot_confusion_matrix(
+      test_y,
+      test_pred,
+      names or [str(i) for i in range(int(max(test_y.max(), test_pred.max())) + 1)],
+      os.path.join(workdir, "linear_confusion.png"),
+      title=f"Linear probe, test split ({tag})",
+    )
+  )
+  return [os.path.basename(p) for p in out]

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
+
+from contrastive_jax import workdir as workdir_lib
 
 
 def export_embeddings(path: str, features, labels, ids=None) -> str:
   """Writes features (n, d), labels (n,) and ids (n,) to an .npz file, atomically.
 
   Args:
-    path: output path; '.npz' is appended when missing.
+    path: output path, local or a URI (gs://...); '.npz' is appended when missing.
     features: (n, d) array (saved as float32).
     labels: (n,) int labels.
     ids: (n,) example ids (ints or strings); default range(n).
@@ -29,8 +32,14 @@ def export_embeddings(path: str, features, labels, ids=None) -> str:
       f"export_embeddings: need features (n, d), labels (n,), ids (n,); got {features.shape}, "
       f"{labels.shape}, {ids.shape}"
     )
+  path = os.fspath(path)
   if not path.endswith(".npz"):
     path += ".npz"
+  if workdir_lib.is_uri(path):  # one object upload: atomic on an object store
+    buf = io.BytesIO()
+    np.savez(buf, features=features, labels=labels, ids=ids)
+    workdir_lib.resolve(path, "export path").write_bytes(buf.getvalue())
+    return path
   tmp = path + ".tmp"
   with open(tmp, "wb") as f:  # a file object stops np.savez from renaming tmp to tmp.npz
     np.savez(f, features=features, labels=labels, ids=ids)
@@ -40,5 +49,8 @@ def export_embeddings(path: str, features, labels, ids=None) -> str:
 
 def load_embeddings(path: str) -> dict[str, np.ndarray]:
   """Reads an `export_embeddings` file: {'features', 'labels', 'ids'} (no pickled objects are allowed)."""
-  with np.load(path, allow_pickle=False) as data:
+  with (
+    workdir_lib.resolve(path, "embeddings path").open("rb") as f,
+    np.load(f, allow_pickle=False) as data,
+  ):
     return {k: data[k] for k in ("features", "labels", "ids")}

@@ -3,10 +3,12 @@
 Each function takes arrays (or a metrics.jsonl path) and an output path and returns the path.
 Figures are built with matplotlib's object API (Figure + Agg canvas), never pyplot, so nothing
 touches global GUI state and the functions are safe to call from a training process or a thread.
+Paths may be URIs (gs://bucket/eval/x.png): files go through etils.epath (contrastive_jax.workdir).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -16,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from contrastive_jax import workdir as workdir_lib
 from contrastive_jax.report import maps
 
 _DPI = 120
@@ -24,8 +27,14 @@ _WRONG = dict(color="#d7191c", linestyle="--", label="wrong (red, dashed)")
 
 
 def _save(fig: Figure, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=_DPI, format="png")
+  out = workdir_lib.resolve(path, "figure path")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  if workdir_lib.is_uri(out):  # matplotlib writes local files only: render, then one upload
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=_DPI, format="png")
+    out.write_bytes(buf.getvalue())
+  else:
+    fig.savefig(os.fspath(out), dpi=_DPI, format="png")
   return path
 
 
@@ -231,7 +240,7 @@ def _short(text, width: int = 18) -> str:
 def _read_metrics(metrics_jsonl_path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{key: (steps, values)} from a metrics.jsonl file; last value wins per step (resumed runs append)."""
   series: dict[str, dict[int, float]] = {}
-  with open(metrics_jsonl_path, encoding="utf-8") as f:
+  with workdir_lib.resolve(metrics_jsonl_path, "metrics path").open("r") as f:
     for line in f:
       try:
         row = json.loads(line)
@@ -300,7 +309,7 @@ def plot_training_curves(metrics_jsonl_path: str, path: str, *, title: str | Non
     ax.grid(alpha=0.3)
     if len(keys) > 1 or percent:
       ax.legend(frameon=False)
-  workdir = os.path.basename(os.path.dirname(os.path.abspath(metrics_jsonl_path)))
+  workdir = workdir_lib.resolve(metrics_jsonl_path, "metrics path").parent.name
   fig.suptitle(title or f"Training curves: {workdir}")
   return _save(fig, path)
 
