@@ -8,16 +8,22 @@ linear-evaluation and fine-tuning configs are covered alike:
 - learning rates (`base_lr`, `lr`, `*_lr`, `lrs`) >= 0; temperatures (`temperature`,
   `temperatures`) > 0; probabilities (`*_prob`) in [0, 1]; crop areas (`crop_area_min/max`) in
   (0, 1] with min <= max; weight decays, warmup, clipping >= 0; momenta and Adam betas in [0, 1);
-- every enum field against its choices (mode, method, model name/stem/norm/dtype, optimiser name and
-  LR scaling rule, nan_policy, resize method, triplet mining), read from the modules that use them.
+- every enum field against its choices (mode, method, model name/stem/norm/dtype/pool/posemb,
+  optimiser name and LR scaling rule, nan_policy, resize method, triplet mining, SigLIP's
+  sigmoid_loss, the caption source, tokenizer and prompt templates), read from the modules that use
+  them (the data ones, which import TensorFlow, are mirrored here; tests keep them equal).
 Each problem names the field, the value and a valid example. This module sits above the leaves it
 reads choices from (methods, models, optim) and below the loop.
 """
 
+import functools
+import json
 import math
+import os
 from typing import Any
 
 from contrastive_jax import methods, optim
+from contrastive_jax.methods import siglip
 from contrastive_jax.models import resnet, vit
 
 MODES = ("pretrain", "linear_eval", "finetune", "sweep", "export", "embed")
@@ -34,6 +40,19 @@ RESIZE_METHODS = (
   "mitchellcubic",
 )
 MINING = ("hard", "semi_hard")
+# data/image_text.SOURCES (+ '' for image-only runs) and data/tokenizer.TOKENIZERS: those modules
+# import TensorFlow, which validation must not need (tests/test_config_validation.py compares).
+TEXT_SOURCES = ("", "templates", "tfds", "folder", "synthetic")
+TOKENIZERS = ("clip_bpe",)
+_PROMPTS = os.path.join(os.path.dirname(__file__), "data", "assets", "clip_prompts.json")
+
+
+@functools.lru_cache(maxsize=1)
+def template_names() -> tuple[str, ...]:
+  """The named prompt-template sets (data/captions.py reads the same file)."""
+  with open(_PROMPTS, encoding="utf-8") as f:
+    return tuple(sorted(json.load(f)["templates"]))
+
 
 _LRS = {"base_lr", "lr", "lrs", "end_lr_factor", "head_lr", "backbone_lr"}
 _NONNEG = {
@@ -121,12 +140,18 @@ def _rule(path: str, key: str, value: Any) -> str | None:
   return None
 
 
-def _enum(config, path: str, choices, problems: list) -> None:
+def _get(config, path: str) -> Any:
+  """config's value at the dotted path; None where the path does not exist."""
   node = config
   for part in path.split("."):
     if not hasattr(node, "keys") or part not in node.keys():
-      return
+      return None
     node = node[part]
+  return node
+
+
+def _enum(config, path: str, choices, problems: list) -> None:
+  node = _get(config, path)
   if node is None:
     return
   if node not in choices:
@@ -167,6 +192,12 @@ def problems(config) -> list[str]:
   _enum(config, "model.pool", vit.POOLS, out)
   _enum(config, "model.posemb", vit.POSEMBS, out)
   _enum(config, "method_args.mining", MINING, out)
+  _enum(config, "method_args.sigmoid_loss", siglip.SIGMOID_LOSSES, out)
+  _enum(config, "text.source", TEXT_SOURCES, out)
+  _enum(config, "text.tokenizer", TOKENIZERS, out)
+  for path in ("text.templates", "zero_shot.templates"):  # a name, or a list of '{}' strings
+    if isinstance(_get(config, path), str):
+      _enum(config, path, template_names(), out)
   name = config.get("model", {}).get("name") if hasattr(config, "get") else None
   if isinstance(name, str) and not (vit.is_vit(name) or name in resnet.available_encoders()):
     out.append(

@@ -33,6 +33,9 @@ BAD = [
   ("model.dtype=float16", "config.model.dtype='float16': not one of ['float32', 'bfloat16']"),
   ("model.name=resnet7", "config.model.name='resnet7': not a model here"),
   ("method=simclear", "config.method='simclear': not one of"),
+  ("text.source=captions", "config.text.source='captions': not one of"),
+  ("text.tokenizer=gpt2", "config.text.tokenizer='gpt2': not one of ['clip_bpe']"),
+  ("text.templates=fancy", "config.text.templates='fancy': not one of"),
 ]
 
 
@@ -98,3 +101,24 @@ def test_evaluation_modes_validate_first(tmp_path):
   assert "config.finetune.lr=-0.1: a learning rate must be >= 0" in str(err.value)
   assert "config.label_fraction=1.5: a probability / fraction must be in [0, 1]" in str(err.value)
   assert not (tmp_path / "w2").exists()
+
+
+def test_image_text_choices_match_the_data_modules_and_siglip_is_checked():
+  """validate mirrors the choices of modules that import TensorFlow; they must stay equal."""
+  from contrastive_jax.config_lib import base, clip  # pylint: disable=g-import-not-at-top
+  from contrastive_jax.data import captions, image_text, tokenizer  # pylint: disable=g-import-not-at-top
+
+  assert validate.TEXT_SOURCES == ("", *image_text.SOURCES)
+  assert validate.TOKENIZERS == tokenizer.TOKENIZERS
+  assert list(validate.template_names()) == captions.template_names()
+  c = clip.configure(base.base_config(), "siglip")
+  assert validate.problems(c) == []
+  c.method_args.sigmoid_loss = "chunked"
+  c.zero_shot.templates = "cifar100"
+  c.text.templates = "cifar10"  # a valid name
+  found = validate.problems(c)
+  assert len(found) == 2, found
+  assert found[0].startswith(
+    "config.method_args.sigmoid_loss='chunked': not one of ['ring', 'dense']"
+  )
+  assert found[1].startswith("config.zero_shot.templates='cifar100': not one of")
