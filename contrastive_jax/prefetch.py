@@ -80,7 +80,9 @@ class DevicePrefetcher:
     self._stop.set()
 
   def __del__(self):
-    self._stop.set()
+    stop = getattr(self, "_stop", None)  # None when __init__ raised (e.g. a bad size) before it
+    if stop is not None:
+      stop.set()
 
 
 def to_device(host_batches: Iterator[Mapping[str, Any]], mesh, size: int = 2) -> DevicePrefetcher:

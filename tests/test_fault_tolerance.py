@@ -326,7 +326,7 @@ def test_sigterm_then_sigkill_mid_save_resume_exactly(tmp_path):
   """
   method = "byol"
   workdir = str(tmp_path / "w")
-  cache = str(tmp_path / "jax_cache")
+  cache = os.environ["JAX_COMPILATION_CACHE_DIR"]  # the session's shared cache (conftest.py)
   rc, out = finish(
     launch(
       workdir,

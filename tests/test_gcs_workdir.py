@@ -67,7 +67,7 @@ def _tb_loss_steps(events_dir: epath.Path, tmp) -> list[int]:
 def test_gs_workdir_sigkill_mid_save_then_resume_equals_a_local_run(gcs, tmp_path):
   """SIGKILL while the checkpoint of step 6 is half-written in the bucket; the restart discards it,
   resumes from step 4 and ends bit-identical to an uninterrupted run in a local directory."""
-  cache = str(tmp_path / "jax_cache")
+  cache = os.environ["JAX_COMPILATION_CACHE_DIR"]  # the session's shared cache (conftest.py)
   env = subprocess_env(JAX_COMPILATION_CACHE_DIR=cache, **gcs_emulator.env(gcs))
   rc, out = finish(launch(URI, dict(env, **{checkpoint.TEST_KILL_ENV: "6"})))
   assert rc == -9, out[-3000:]

@@ -62,7 +62,7 @@ def _run_pair(workdir: str, cache: str, *overrides: str, **extra) -> list[tuple[
 
 @pytest.mark.slow
 def test_two_processes_equal_one_through_preemption(tmp_path):
-  workdir, cache = str(tmp_path / "w"), str(tmp_path / "jax_cache")
+  workdir, cache = str(tmp_path / "w"), os.environ["JAX_COMPILATION_CACHE_DIR"]
 
   outs = _run_pair(workdir, cache, **{preemption.TEST_SIGTERM_ENV: 3})
   for i, (rc, out) in enumerate(outs):
@@ -108,7 +108,7 @@ def test_sigterm_flag_is_agreed_without_the_preemption_service(tmp_path):
   workdir = str(tmp_path / "w")
   outs = _run_pair(
     workdir,
-    str(tmp_path / "jax_cache"),
+    os.environ["JAX_COMPILATION_CACHE_DIR"],
     JAX_ENABLE_PREEMPTION_SERVICE="false",
     **{preemption.TEST_SIGTERM_ENV: 3},
   )
@@ -129,7 +129,7 @@ def test_two_processes_agree_on_a_corrupt_checkpoint_and_on_a_refused_config(tmp
   waits for a barrier that never comes)."""
   from tests.test_resume_safety import flip_byte  # pylint: disable=g-import-not-at-top
 
-  workdir, cache = str(tmp_path / "w"), str(tmp_path / "jax_cache")
+  workdir, cache = str(tmp_path / "w"), os.environ["JAX_COMPILATION_CACHE_DIR"]
   for i, (rc, out) in enumerate(_run_pair(workdir, cache, "--config.total_steps=4")):
     assert rc == 0, f"process {i}:\n{out[-4000:]}"
   flip_byte(os.path.join(workdir, "checkpoints", "4"))

@@ -54,7 +54,7 @@ def test_changed_config_resume_is_refused_through_the_cli_and_touches_nothing(tm
   augmentation change on resume: exit non-zero naming all three, every file left as it was; then a
   safe change (log interval, kNN k, total_steps) continues from the checkpoint."""
   workdir = str(tmp_path / "w")
-  env = subprocess_env(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"))
+  env = subprocess_env()
   rc, out = finish(launch(workdir, env, "--config.total_steps=2"))
   assert rc == 0, out[-3000:]
   before = snapshot(workdir)
@@ -215,7 +215,7 @@ def test_disk_full_save_fails_in_one_line_and_next_start_resumes(tmp_path):
   mnt = str(tmp_path / "mnt")
   mounted = _small_filesystem(mnt, 8)
   workdir = os.path.join(mnt, "w")
-  env = subprocess_env(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"))
+  env = subprocess_env()
   try:
     rc, out = finish(launch(workdir, env, "--config.total_steps=2"))
     assert rc == 0, out[-3000:]

@@ -19,7 +19,7 @@ from tests.test_fault_tolerance import REPO, finish, launch, subprocess_env
 @pytest.mark.slow
 def test_second_job_refused_while_first_lives_then_stale_lock_taken_over(tmp_path):
   workdir = str(tmp_path / "w")
-  env = subprocess_env(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"))
+  env = subprocess_env()
   log_a = open(tmp_path / "a.log", "w+", encoding="utf-8")  # a file: a long run must not block
   a = subprocess.Popen(
     [
