@@ -146,8 +146,10 @@ def main():
   )
   a = p.parse_args()
   rows = []
+  load_before = os.getloadavg()[0]  # the 1-minute load before any work: > 0.5 is not a quiet box
   for m in a.models.split(","):
     rows.append(bench(m, a.batch_size, a.steps, a.image_size, a.dtype, a.compare_torch))
+    rows[-1].update(load_average_1m_before=load_before, cpus=os.cpu_count(), jax=jax.__version__)
   print(f"# load average {os.getloadavg()}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
   print(
     f"{'model':<12} {'params':>10} {'batch':>6} {'devices':>8} {'step (s)':>9} {'images/s':>9}"
