@@ -110,6 +110,35 @@ def test_sigterm_during_linear_eval_keeps_features_and_resumes(pretrain_dir, tmp
 
 
 @pytest.mark.slow
+def test_sigterm_during_features_probe_stops_between_epochs(pretrain_dir, tmp_path, monkeypatch):  # noqa: F811
+  """'features' probe: a real SIGTERM during its 2nd epoch stops it before the 3rd (no results.json,
+  the features kept); the next run redoes the probe on the saved features and ends with the
+  uninterrupted numbers."""
+  from contrastive_jax.evaluators import linear  # pylint: disable=g-import-not-at-top
+
+  original, calls = linear._fit_epoch, []  # pylint: disable=protected-access
+
+  def planted(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return original(*args, **kwargs)
+
+  cfg = _eval_config("linear_eval", pretrain_dir, plots=False, retrieval=False)
+  cfg.linear.epochs = 4
+  w2 = tmp_path / "feat"
+  monkeypatch.setattr(linear, "_fit_epoch", planted)
+  res = evaluate.evaluate(cfg, str(w2))
+  assert res["preempted"] and len(calls) == 2  # epochs 3, 4 and the refit never ran
+  assert (w2 / "features_train.npz").exists() and not (w2 / "results.json").exists()
+  monkeypatch.setattr(linear, "_fit_epoch", original)
+  resumed = evaluate.evaluate(cfg, str(w2))
+  fresh = evaluate.evaluate(cfg, str(tmp_path / "feat_fresh"))
+  for k in ("linear_top1", "linear_val_top1", "linear_best_lr"):
+    assert resumed[k] == fresh[k], (k, resumed[k], fresh[k])
+
+
+@pytest.mark.slow
 def test_sigterm_during_augmented_probe_saves_its_state_and_resumes_exactly(
   pretrain_dir,  # noqa: F811
   tmp_path,

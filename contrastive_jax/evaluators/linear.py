@@ -10,8 +10,9 @@ Features are standardised with the mean and standard deviation of the training f
 dimension; normalization='standardize', the default), or L2-normalised per row (normalization='l2').
 The statistics are part of the returned params, so `evaluate_linear` takes raw features.
 
-All pairs of the grid are trained at once: the training loop is one jitted lax.scan over steps,
-vmapped over the grid, and every pair sees the same mini-batches. Softmax cross-entropy, zero init,
+All pairs of the grid are trained at once: each epoch is one jitted lax.scan over its steps,
+vmapped over the grid (a caller's `between_epochs` hook runs between epochs: preemption), and every
+pair sees the same mini-batches. Softmax cross-entropy, zero init,
 cosine learning-rate decay to 0 over all steps, weight decay on the kernel only (not the bias).
 
 The pieces are public for the augmented probe (linear_augmented.py) and the protocols: make_tx,
@@ -159,34 +160,60 @@ def cross_entropy(params, x, y):
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size", "optimizer"))
-def _fit_grid(x, y, lrs, wds, key, *, num_classes, epochs, batch_size, optimizer):
-  """Trains one classifier per (lrs[i], wds[i]); returns params with a leading grid axis."""
+@functools.partial(jax.jit, static_argnames=("d", "num_classes", "optimizer", "total"))
+def _init_grid(lrs, wds, *, d, num_classes, optimizer, total):
+  """Zero-initialised classifiers and their optimiser states, one per (lrs[i], wds[i])."""
+
+  def init_one(lr, wd):
+    params = {
+      "kernel": jnp.zeros((d, num_classes), jnp.float32),
+      "bias": jnp.zeros((num_classes,), jnp.float32),
+    }
+    return params, make_tx(optimizer, lr, wd, total).init(params)
+
+  return jax.vmap(init_one)(lrs, wds)
+
+
+@functools.partial(jax.jit, static_argnames=("optimizer", "total"), donate_argnums=(0,))
+def _fit_epoch(carry, x, y, lrs, wds, batches, *, optimizer, total):
+  """One epoch (`batches`: (steps, batch) row indices) of every classifier of the grid."""
+
+  def fit_one(carry_i, lr, wd):
+    tx = make_tx(optimizer, lr, wd, total)
+
+    def step(c, idx):
+      params, opt_state = c
+      grads = jax.grad(cross_entropy)(params, x[idx], y[idx])
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), None
+
+    return jax.lax.scan(step, carry_i, batches)[0]
+
+  return jax.vmap(fit_one)(carry, lrs, wds)
+
+
+def _fit_grid(
+  x, y, lrs, wds, key, *, num_classes, epochs, batch_size, optimizer, between_epochs=None
+):
+  """Trains one classifier per (lrs[i], wds[i]); returns params with a leading grid axis.
+
+  One jitted call per epoch (the same steps as one scan over all of them), so `between_epochs()`
+  runs between two epochs: the protocols raise a preemption request from there.
+  """
+  x, y = jnp.asarray(x), jnp.asarray(y)
   n, d = x.shape
   steps_per_epoch = n // batch_size
   total = epochs * steps_per_epoch
   # One shuffled order per epoch (the remainder of n / batch_size is dropped, a different part each
   # epoch).
   order = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(key, epochs))
-  batches = order[:, : steps_per_epoch * batch_size].reshape(total, batch_size)
-
-  def fit_one(lr, wd):
-    tx = make_tx(optimizer, lr, wd, total)
-    params = {
-      "kernel": jnp.zeros((d, num_classes), jnp.float32),
-      "bias": jnp.zeros((num_classes,), jnp.float32),
-    }
-
-    def step(carry, idx):
-      params, opt_state = carry
-      grads = jax.grad(cross_entropy)(params, x[idx], y[idx])
-      updates, opt_state = tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), batches)
-    return params
-
-  return jax.vmap(fit_one)(lrs, wds)
+  batches = order[:, : steps_per_epoch * batch_size].reshape(epochs, steps_per_epoch, batch_size)
+  carry = _init_grid(lrs, wds, d=int(d), num_classes=num_classes, optimizer=optimizer, total=total)
+  for e in range(epochs):
+    if between_epochs is not None and e > 0:
+      between_epochs()
+    carry = _fit_epoch(carry, x, y, lrs, wds, batches[e], optimizer=optimizer, total=total)
+  return carry[0]
 
 
 def _correct_counts(kernel, bias, x, y):
@@ -290,6 +317,7 @@ def train_linear_probe(
   optimizer: str = "sgd_nesterov",
   normalization: str = "standardize",
   refit: bool = True,
+  between_epochs=None,
 ) -> LinearProbeResult:
   """Trains linear classifiers on a (lr, weight decay) grid and selects the best on the validation split.
 
@@ -305,6 +333,8 @@ def train_linear_probe(
     optimizer: 'sgd_nesterov' (momentum 0.9) or 'lars'.
     normalization: 'standardize' (train mean/std per dimension) or 'l2' (per row).
     refit: retrain the selected pair on train + val for the returned params.
+    between_epochs: optional callable run between two epochs (of the grid and of the refit); an
+      exception it raises (a preemption request) stops the probe there.
 
   Returns:
     LinearProbeResult.
@@ -330,7 +360,11 @@ def train_linear_probe(
   wd_arr = jnp.asarray([p[1] for p in pairs], jnp.float32)
   key = jax.random.key(seed)
   fit = functools.partial(
-    _fit_grid, num_classes=num_classes, epochs=int(epochs), optimizer=optimizer
+    _fit_grid,
+    num_classes=num_classes,
+    epochs=int(epochs),
+    optimizer=optimizer,
+    between_epochs=between_epochs,
   )
 
   norm = _normalizer(train_x, normalization)

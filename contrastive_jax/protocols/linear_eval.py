@@ -207,6 +207,11 @@ def check_config(config) -> None:
   visualize.check(config)  # embedding maps (and their packages), projector points
 
 
+def _stop_if_requested(watcher) -> None:
+  if watcher.requested_now():
+    raise preemption.Interrupted()
+
+
 def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher=None, workdir=None):
   """The linear probe of config.linear.mode: selection on a held-out part of TRAIN."""
   lin = config.linear
@@ -231,6 +236,7 @@ def _probe(config, loaded, data_cfg, num_classes, mesh, writer, train, watcher=N
       optimizer=lin.optimizer,
       normalization=lin.get("normalization", "standardize"),
       refit=bool(lin.get("refit", True)),
+      between_epochs=None if watcher is None else lambda: _stop_if_requested(watcher),
     )
   return linear_augmented(
     config,
@@ -256,8 +262,8 @@ def linear_evaluation(
   A SIGTERM (preemption) stops it between two batches of any feature pass or of the augmented
   probe's training and returns {'preempted': True}; the features finished so far and the augmented
   probe's state are kept in W2 (protocols/eval_state.py), so the next start resumes after them.
-  The kNN and the 'features' probe run on features in memory (seconds to tens of seconds on
-  CIFAR-10 here) and are redone after a stop.
+  The 'features' probe stops between two of its epochs and is redone after a stop (it works on
+  the saved features); the kNN (one pass over features in memory, seconds) is redone too.
   """
   check_config(config)
   watcher = preemption.PreemptionWatcher()
