@@ -107,15 +107,20 @@ def check_writable(path: epath.Path, process_index: int, field: str = "--workdir
     ) from None
 
 
-def write_text(path: epath.Path, text: str) -> None:
+def write_bytes(path: epath.Path, data: bytes) -> None:
   """Writes a whole file so that a crash never leaves half of it (tmp + rename locally; one object
   upload on an object store, which is atomic there)."""
   if is_uri(path):
-    path.write_text(text)
+    path.write_bytes(data)
     return
   tmp = path.parent / (path.name + ".tmp")
-  tmp.write_text(text)
+  tmp.write_bytes(data)
   os.replace(os.fspath(tmp), os.fspath(path))
+
+
+def write_text(path: epath.Path, text: str) -> None:
+  """`write_bytes` of UTF-8 text."""
+  write_bytes(path, text.encode("utf-8"))
 
 
 class Appender:

@@ -68,12 +68,7 @@ def save(path, key: str, **arrays) -> None:
   """Writes `arrays` and `key` to `path` whole (the caller writes from process 0 only)."""
   buf = io.BytesIO()
   np.savez(buf, key=np.asarray(key), **arrays)
-  if workdir_lib.is_uri(path):
-    path.write_bytes(buf.getvalue())
-    return
-  tmp = path.parent / (path.name + ".tmp")
-  tmp.write_bytes(buf.getvalue())
-  os.replace(os.fspath(tmp), os.fspath(path))
+  workdir_lib.write_bytes(path, buf.getvalue())
 
 
 def save_leaves(path, key: str, step: int, leaves: list) -> None:

@@ -35,15 +35,9 @@ def export_embeddings(path: str, features, labels, ids=None) -> str:
   path = os.fspath(path)
   if not path.endswith(".npz"):
     path += ".npz"
-  if workdir_lib.is_uri(path):  # one object upload: atomic on an object store
-    buf = io.BytesIO()
-    np.savez(buf, features=features, labels=labels, ids=ids)
-    workdir_lib.resolve(path, "export path").write_bytes(buf.getvalue())
-    return path
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:  # a file object stops np.savez from renaming tmp to tmp.npz
-    np.savez(f, features=features, labels=labels, ids=ids)
-  os.replace(tmp, path)
+  buf = io.BytesIO()  # whole: tmp + rename locally, one object upload on a URI
+  np.savez(buf, features=features, labels=labels, ids=ids)
+  workdir_lib.write_bytes(workdir_lib.resolve(path, "export path"), buf.getvalue())
   return path
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,12 +28,9 @@ _WRONG = dict(color="#d7191c", linestyle="--", label="wrong (red, dashed)")
 def _save(fig: Figure, path: str) -> str:
   out = workdir_lib.resolve(path, "figure path")
   out.parent.mkdir(parents=True, exist_ok=True)
-  if workdir_lib.is_uri(out):  # matplotlib writes local files only: render, then one upload
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=_DPI, format="png")
-    out.write_bytes(buf.getvalue())
-  else:
-    fig.savefig(os.fspath(out), dpi=_DPI, format="png")
+  buf = io.BytesIO()  # matplotlib writes local files only: render, then one whole write
+  fig.savefig(buf, dpi=_DPI, format="png")
+  workdir_lib.write_bytes(out, buf.getvalue())
   return path
 
 
