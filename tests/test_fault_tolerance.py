@@ -96,8 +96,11 @@ def assert_trees_close(a, b, rtol=1e-6, atol=1e-7):
 
 def subprocess_env(num_devices: int = 8, **extra) -> dict:
   env = dict(os.environ)
+  # The session's XLA flags (conftest.py) with this process's device count, so a subprocess compiles
+  # exactly like the in-process reference it is compared with.
+  flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
   env.update(
-    XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}",
+    XLA_FLAGS=f"{flags.strip()} --xla_force_host_platform_device_count={num_devices}".strip(),
     JAX_PLATFORMS="cpu",
     TF_CPP_MIN_LOG_LEVEL="2",
     CUDA_VISIBLE_DEVICES="",
