@@ -20,7 +20,8 @@ def cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   AdamW, crops of at least 20% of the image (both views), kNN at step 0 and at the end.
 
   Why 16 px: on 2 CPU cores the step is compute-bound and costs about pixels (resnet_tiny, batch
-  256: 193 / 332 / 543 images/s at 32 / 24 / 16 px, benchmarks/train_step.py on an idle machine),
+  256: 193 / 332 / 543 images/s at 32 / 24 / 16 px, benchmarks/train_step.py run back to back on
+  an otherwise idle machine: benchmarks/results/train_step_resolution.json),
   and at equal wall time more epochs at 16 px beat fewer at 32 px (SimCLR kNN: 47.2% after 3 epochs
   at 32 px, 49.7% after 4.5 at 24 px, 49.5% after 7 at 16 px; evaluating the 16-px encoder at 24 or
   32 px changed it by +0.5 / -0.3 points, so the kNN runs at the training size).
