@@ -3,14 +3,11 @@
 import os
 import tempfile
 
-# LLVM -O0 for the tests' generated CPU kernels: compilation, not arithmetic, dominates this suite,
-# and skipping LLVM's machine-code optimisation cut the CPU time of a compile-bound test by 40%
-# (tests/test_methods.py eight_devices_equal_one[byol]: 67 -> 41 s) and of a subprocess one by 15%.
-# The HLO and XLA's own passes are unchanged; convolutions and matmuls are library calls either way.
-# Training runs keep XLA's default (-O2/-O3). Subprocesses inherit these flags (subprocess_env).
-_TEST_FLAGS = ("--xla_backend_optimization_level=0", "--xla_force_host_platform_device_count=8")
-_flags = os.environ.get("XLA_FLAGS", "").split()
-os.environ["XLA_FLAGS"] = " ".join(_flags + [f for f in _TEST_FLAGS if f not in _flags])
+# Not --xla_backend_optimization_level=0: it cut the suite's pytest time by a fifth (33.8 -> 27.0
+# min) but changes float32 rounding enough that two 8-devices == 1-device tests fail (supcon, simclr).
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
