@@ -3,8 +3,9 @@ r"""SimCLR on CIFAR-10.
 Presets (`--config=configs/simclr_cifar10.py:PRESET`): cpu    (default) a 0.3M-parameter ResNet
   (widths 16-32-64-128, one block per stage) on 16x16 images, AdamW, batch 256, 5 epochs,
   temperature 0.1: the default of ./run.sh, sized for a 2-core CPU (config_lib/presets.py says
-  why); kNN at step 0 and at the end (README "What ./run.sh reaches": time and accuracy). paper  the CIFAR command of google-research/simclr's README with the tf2 code's
-  defaults (SimCLR v2 code): ResNet-18 with the CIFAR stem, 3-layer projection head 512-512-128
+  why); kNN at step 0 and at the end (README "What ./run.sh reaches": time and accuracy).
+  paper  the CIFAR command of google-research/simclr's README with the tf2 code's defaults
+  (SimCLR v2 code): ResNet-18 with the CIFAR stem, 3-layer projection head 512-512-128
   (num_proj_layers=3, hidden width = the encoder's; the last BN learns a scale, no offset), batch
   512, LARS lr 1.0 x B/256, weight decay 1e-4, 10 warm-up epochs, temperature 0.5, colour strength
   0.5, no blur, crops of at least 10% of the image, 1000 epochs, the official loss scale (loss_a +

@@ -13,15 +13,14 @@ from contrastive_jax.config_lib import base, datasets, methods
 
 
 def cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The CPU-sized run every CIFAR config's `cpu` preset shares (SimCLR: README "What ./run.sh reaches").
+  """The CPU-sized run every CIFAR config's `cpu` preset shares (README "What ./run.sh reaches").
 
   A 0.3M-parameter ResNet (widths 16-32-64-128, one block per stage), a 256-64 head (and the
   method's CPU predictor), 16x16 images (training views and kNN alike), batch 256, 5 epochs of
   AdamW, crops of at least 20% of the image (both views), kNN at step 0 and at the end.
 
   Why 16 px: on 2 CPU cores the step is compute-bound and costs about pixels (resnet_tiny, batch
-  256: 193 / 332 / 543 images/s at 32 / 24 / 16 px, benchmarks/train_step.py run back to back on
-  an otherwise idle machine: benchmarks/results/train_step_resolution.json),
+  256: 193 / 332 / 543 images/s at 32 / 24 / 16 px, benchmarks/results/train_step_resolution.json),
   and at equal wall time more epochs at 16 px beat fewer at 32 px (SimCLR kNN: 47.2% after 3 epochs
   at 32 px, 49.7% after 4.5 at 24 px, 49.5% after 7 at 16 px; evaluating the 16-px encoder at 24 or
   32 px changed it by +0.5 / -0.3 points, so the kNN runs at the training size).
