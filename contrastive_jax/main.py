@@ -8,6 +8,7 @@ import atexit
 import importlib
 import os
 import sys
+import threading
 import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -86,7 +87,7 @@ def run():
   sys.modules["__main__"].__doc__ = __doc__
   for holder in (_CONFIG, _WORKDIR):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
-  code = 1
+  code, last_line = 1, None
   try:
     app.run(main)
   except SystemExit as e:  # app.run ends every run, a good one included, with sys.exit
@@ -99,9 +100,13 @@ def run():
     if ckpt is not None and isinstance(e, ckpt.CheckpointSaveError):
       # A failed save leaves orbax's write threads behind; they report "Event loop is closed"
       # through sys.unraisablehook while we print, burying the one line that says what to do.
+      # Some of them report through sys.excepthook from C++ callbacks, some only while atexit runs,
+      # after the traceback: the error's own line is printed again last, where users look.
       sys.unraisablehook = lambda unraisable: None
+      sys.excepthook = threading.excepthook = lambda *args: None
+      last_line = "".join(traceback.format_exception_only(e)).strip().splitlines()[0]
     traceback.print_exc()
-  _exit_without_finalizing(code)
+  _exit_without_finalizing(code, last_line)
 
 
 def _exit_status(code) -> int:
@@ -114,7 +119,7 @@ def _exit_status(code) -> int:
   return 1
 
 
-def _exit_without_finalizing(code: int) -> None:
+def _exit_without_finalizing(code: int, last_line: str | None = None) -> None:
   """Runs the atexit handlers (jax.distributed's shutdown among them), then leaves.
 
   Why not a plain return: during interpreter finalization tensorstore's threads (orbax's checkpoint
@@ -126,6 +131,8 @@ def _exit_without_finalizing(code: int) -> None:
   atexit._run_exitfuncs()  # pylint: disable=protected-access
   logging.flush()
   sys.stdout.flush()
+  if last_line:
+    print(last_line, file=sys.stderr)
   sys.stderr.flush()
   os._exit(code)
 
