@@ -95,8 +95,10 @@ def create_state(method, tx, config, mesh, image_shape) -> TrainState:
   rng = jax.random.PRNGKey(config.seed)  # raw uint32 key: checkpoints as a plain array
   abstract = jax.eval_shape(init_fn, rng)
   shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
-  lowered = jax.jit(init_fn, out_shardings=shardings).lower(rng)
-  return lowered.compile(compiler_options=init_compiler_options(mesh))(rng)
+  init = jax.jit(init_fn, out_shardings=shardings)
+  if isinstance(rng, jax.core.Tracer):  # under a trace (pretrained.py's eval_shape): no compiling
+    return init(rng)
+  return init.lower(rng).compile(compiler_options=init_compiler_options(mesh))(rng)
 
 
 def init_compiler_options(mesh) -> dict:
