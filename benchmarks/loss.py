@@ -120,27 +120,29 @@ def block_matmuls_s(m: int, d: int, tile: int, repeats: int) -> float:
   import jax.numpy as jnp
   from jax import lax
 
+  from contrastive_jax.losses_gram import _add_at, _block_pairs
+
   nt = -(-m // tile)
   x = jax.random.normal(jax.random.PRNGKey(1), (nt, tile, d), jnp.float32)
-  i, j = (a.astype(jnp.int32) for a in jnp.triu_indices(nt))
-
-  def add_at(acc, k, v):
-    return lax.dynamic_update_index_in_dim(acc, acc[k] + v, k, 0)
+  pairs = _block_pairs(nt)  # the kernel's own schedule
 
   def both(xt):
+    xtt = jnp.swapaxes(xt, 1, 2)  # as the kernel's backward: transposed once, outside the loop
+
     def fwd(l, ij):
-      s = xt[ij[0]] @ xt[ij[1]].T
-      return add_at(add_at(l, ij[0], jnp.sum(s, 1)), ij[1], jnp.sum(s, 0)), None
+      i, j = ij
+      s = xt[i] @ xt[j].T
+      return _add_at(_add_at(l, i, jnp.sum(s, 1)), j, jnp.sum(s, 0)), None
 
-    def bwd(c, ij):
-      h = xt[ij[0]] @ xt[ij[1]].T
-      dx, dxt = c
-      dx = add_at(dx, ij[0], h @ xt[ij[1]])
-      return (dx, add_at(dxt, ij[1], jnp.swapaxes(xt[ij[0]], 0, 1) @ h)), None
+    def bwd(carry, ij):
+      (dx, dxt), (i, j) = carry, ij
+      h = xt[i] @ xt[j].T
+      return (_add_at(dx, i, h @ xt[j]), _add_at(dxt, j, xtt[i] @ h)), None
 
-    l = lax.scan(fwd, jnp.zeros((nt, tile)), (i, j))[0]
-    xtt = jnp.zeros((nt, d, tile))
-    dx, dxt = lax.scan(bwd, (jnp.zeros_like(xt) + l[:, :, None] * 0, xtt), (i, j))[0]
+    l = lax.scan(fwd, jnp.zeros((nt, tile)), pairs)[0]
+    # The backward's accumulator starts from the forward's sums (times 0) so neither scan is dead.
+    init = (jnp.zeros_like(xt) + 0 * l[:, :, None], jnp.zeros_like(xtt))
+    dx, dxt = lax.scan(bwd, init, pairs)[0]
     return jnp.sum(dx) + jnp.sum(dxt)
 
   fn = jax.jit(both)
