@@ -28,7 +28,7 @@ import ml_collections  # noqa: E402
 
 from benchmarks import large_images  # noqa: E402
 from contrastive_jax.config_lib import augment as views  # noqa: E402
-from contrastive_jax.data import pipeline  # noqa: E402
+from contrastive_jax.data import catalog, pipeline  # noqa: E402
 
 
 def _config(dataset, data_dir, image_size, color, blur, cache, solarize2=0.0):
@@ -96,9 +96,9 @@ def main():
   parser.add_argument("--skip_small", action="store_true", help="only the large-image cases")
   args = parser.parse_args()
 
-  data_dir = pipeline.resolve_data_dir(args.data_dir)
+  data_dir = catalog.resolve_data_dir(args.data_dir)
   try:
-    pipeline.dataset_info("cifar10", data_dir)
+    catalog.dataset_info("cifar10", data_dir)
     small = "cifar10"
   except (ValueError, ImportError) as e:
     print(f"CIFAR-10 unavailable ({str(e)[:80]}...); using the synthetic dataset.")

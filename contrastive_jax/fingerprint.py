@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from contrastive_jax.checkpoint import IncompatibleCheckpointError
-from contrastive_jax.data import folder, image_text, pipeline
+from contrastive_jax.data import catalog, folder, image_text
 
 # Fields (or field prefixes) whose change does not alter the trained parameters or the stream.
 SAFE = (
@@ -52,10 +52,10 @@ def data_stream(config, train_size: int, num_classes: int) -> dict:
   if image_text.enabled(config):  # (image, caption) runs: their stream, with the text fields
     return image_text.stream_fingerprint(config, train_size, num_classes)
   dataset = config.dataset
-  reader = pipeline.reader(config)
+  reader = catalog.reader(config)
   return {
     "dataset": folder.PREFIX if folder.is_folder(dataset) else dataset,
-    "tfds_version": pipeline.version(config),
+    "tfds_version": catalog.version(config),
     "folder": folder.identity(dataset, config.train_split) if folder.is_folder(dataset) else None,
     "train_split": config.train_split,
     "train_examples": int(train_size),

@@ -32,7 +32,7 @@ import numpy as np
 from contrastive_jax import methods, optim, sharding
 from contrastive_jax import workdir as workdir_lib
 from contrastive_jax import step as step_lib
-from contrastive_jax.data import image_text, pipeline
+from contrastive_jax.data import catalog, image_text
 from contrastive_jax.methods import base
 from contrastive_jax.state import TrainState
 
@@ -149,8 +149,8 @@ def load(
   if num_classes is None and image_text.enabled(cfg):
     num_classes = 0  # image-text methods (CLIP, SigLIP) build no online probe
   if num_classes is None:
-    num_classes = pipeline.dataset_info(
-      cfg.dataset, pipeline.resolve_data_dir(cfg.get("data_dir")), config=cfg
+    num_classes = catalog.dataset_info(
+      cfg.dataset, catalog.resolve_data_dir(cfg.get("data_dir")), config=cfg
     )[0]
   method = methods.get_method(cfg, num_classes)
   image_shape = (int(cfg.image_size), int(cfg.image_size), 3)

@@ -9,13 +9,13 @@ import os
 import pytest
 
 from contrastive_jax import train
-from contrastive_jax.data import pipeline
+from contrastive_jax.data import catalog
 
 KEYS = ("zero_shot_top1", "zero_shot_top1_random_init", "i2t_recall@1", "t2i_recall@1")
 
 
 def _cifar10_here() -> bool:
-  d = pipeline.resolve_data_dir(None)
+  d = catalog.resolve_data_dir(None)
   return bool(d) and os.path.isdir(os.path.join(d, "cifar10"))
 
 

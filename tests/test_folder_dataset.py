@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from contrastive_jax.data import folder, pipeline, source
+from contrastive_jax.data import catalog, folder, pipeline, source
 from tests import fault_config
 
 
@@ -79,7 +79,7 @@ def test_streaming_reader_equals_the_in_memory_reader(tmp_path):
   make_folder(tmp_path / "imgs", {"": ("a", "b")}, per_class=8, size=(30, 21))
   mem = _config(tmp_path / "imgs", cache=True)
   stream = _config(tmp_path / "imgs", cache=False)
-  assert pipeline.reader(mem) == "memory" and pipeline.reader(stream) == "streaming"
+  assert catalog.reader(mem) == "memory" and catalog.reader(stream) == "streaming"
   a = list(pipeline.eval_iterator(mem, "train", batch_size=8, process_index=0, process_count=1))
   b = list(pipeline.eval_iterator(stream, "train", batch_size=8, process_index=0, process_count=1))
   for x, y in zip(a, b, strict=True):

@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from contrastive_jax.config_lib import augment as views
 from contrastive_jax.data import augment as A
+from contrastive_jax.data import catalog as C
 from contrastive_jax.data import pipeline as P
 
 
@@ -116,7 +117,7 @@ def _identity_aug(image_size, aspect=1.0):
 def _source(cfg, split):
   """The split's uint8 images and labels in split order."""
   if cfg.dataset == "synthetic":
-    return P.synthetic_arrays(split, P.num_examples(cfg, split))
+    return C.synthetic_arrays(split, C.num_examples(cfg, split))
   ds = tfds.builder(cfg.dataset, data_dir=cfg.data_dir).as_dataset(split=split, shuffle_files=False)
   items = list(ds.as_numpy_iterator())
   return [x["image"] for x in items], np.array([x["label"] for x in items])
@@ -136,16 +137,16 @@ def _match(rows, refs):
 
 
 def test_synthetic_is_deterministic_with_class_structure():
-  im1, lb1 = P.synthetic_arrays("train", 200)
-  im2, lb2 = P.synthetic_arrays("train", 200)
+  im1, lb1 = C.synthetic_arrays("train", 200)
+  im2, lb2 = C.synthetic_arrays("train", 200)
   np.testing.assert_array_equal(im1, im2)
   np.testing.assert_array_equal(lb1, lb2)
   assert im1.shape == (200, 32, 32, 3) and im1.dtype == np.uint8 and lb1.dtype == np.int32
   assert np.bincount(lb1, minlength=10).min() == 20
   means = np.stack([im1[lb1 == c].mean((0, 1, 2)) for c in range(10)])
   assert np.linalg.norm(means[:, None] - means[None], axis=-1)[np.triu_indices(10, 1)].min() > 3
-  assert not np.array_equal(P.synthetic_arrays("test", 200)[0], im1)
-  assert P.dataset_info("synthetic", None, _cfg()) == (10, (32, 32, 3), {"train": 256, "test": 101})
+  assert not np.array_equal(C.synthetic_arrays("test", 200)[0], im1)
+  assert C.dataset_info("synthetic", None, _cfg()) == (10, (32, 32, 3), {"train": 256, "test": 101})
 
 
 @pytest.mark.slow  # a fresh interpreter importing TensorFlow: ~10 s
@@ -304,7 +305,7 @@ def test_epochs_are_reshuffled_and_processes_augment_differently():
   cfg = _cfg(aug=_identity_aug(32), image_size=32, synthetic_train_size=64)
   it = P.pretrain_iterator(cfg, batch_size=64, process_index=0, process_count=1)
   e0, e1 = next(it), next(it)
-  refs = list(P.synthetic_arrays("train", 64)[0].astype(np.float32) / 255.0)
+  refs = list(C.synthetic_arrays("train", 64)[0].astype(np.float32) / 255.0)
   o0, o1 = _match(e0["view1"], refs), _match(e1["view1"], refs)
   assert sorted(o0) == sorted(o1) == list(range(64))
   assert not np.array_equal(o0, o1)
@@ -333,7 +334,7 @@ def test_view_size_must_match_image_size():
 @pytest.mark.parametrize("dataset,size", [("synthetic", 32), ("tiny_gray", 16), ("tiny_var", 16)])
 def test_eval_covers_split_exactly_once_with_mask(tiny_dir, dataset, size):
   cfg = _cfg(dataset, tiny_dir, image_size=size)
-  n = P.num_examples(cfg, "test")
+  n = C.num_examples(cfg, "test")
   images, labels = _source(cfg, "test")
   assert len(images) == n
   per_process = [
@@ -366,19 +367,19 @@ def test_eval_covers_split_exactly_once_with_mask(tiny_dir, dataset, size):
 
 
 def test_resolve_data_dir(monkeypatch):
-  assert P.resolve_data_dir("/x/y") == "/x/y"
+  assert C.resolve_data_dir("/x/y") == "/x/y"
   monkeypatch.setenv("TFDS_DATA_DIR", "/from/env")
-  assert P.resolve_data_dir(None) == "/from/env"
+  assert C.resolve_data_dir(None) == "/from/env"
   monkeypatch.delenv("TFDS_DATA_DIR")
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(P.__file__))))
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(C.__file__))))
   shared = os.path.join(os.path.dirname(repo), "shared", "tensorflow_datasets")
-  assert P.resolve_data_dir(None) == (shared if os.path.isdir(shared) else None)
+  assert C.resolve_data_dir(None) == (shared if os.path.isdir(shared) else None)
 
 
 def test_missing_dataset_is_a_fast_clear_error(tmp_path):
   start = time.time()
   with pytest.raises(ValueError) as err:
-    P.dataset_info("cifar100", str(tmp_path))
+    C.dataset_info("cifar100", str(tmp_path))
   msg = str(err.value)
   assert "cifar100" in msg and str(tmp_path) in msg and "tfds build cifar100" in msg
   assert "TFDS_DATA_DIR" in msg and "data_dir" in msg
@@ -387,7 +388,7 @@ def test_missing_dataset_is_a_fast_clear_error(tmp_path):
       _cfg("cifar100", str(tmp_path)), batch_size=8, process_index=0, process_count=1
     )
   with pytest.raises(ValueError, match="no_such_dataset_xyz"):
-    P.num_examples(_cfg("no_such_dataset_xyz", str(tmp_path)), "train")
+    C.num_examples(_cfg("no_such_dataset_xyz", str(tmp_path)), "train")
   assert time.time() - start < 10
 
 
@@ -395,14 +396,14 @@ def test_missing_dataset_is_a_fast_clear_error(tmp_path):
 
 
 def _cifar_dir():
-  d = P.resolve_data_dir(None)
+  d = C.resolve_data_dir(None)
   return d if d and os.path.isdir(os.path.join(d, "cifar10")) else None
 
 
 @pytest.mark.skipif(_cifar_dir() is None, reason="CIFAR-10 not prepared in the TFDS data_dir")
 def test_real_cifar10():
   cfg = _cfg("cifar10", None, image_size=32, train_split="train[:512]")
-  num_classes, shape, splits = P.dataset_info("cifar10", None)
+  num_classes, shape, splits = C.dataset_info("cifar10", None)
   assert (num_classes, shape, splits["train"], splits["test"]) == (10, (32, 32, 3), 50000, 10000)
   batch = next(P.pretrain_iterator(cfg, batch_size=64, process_index=1, process_count=2))
   assert batch["view1"].shape == (64, 32, 32, 3) and batch["label"].max() < 10

@@ -145,7 +145,7 @@ COLOURS = {
   "purple": (0.6, 0.1, 0.9),
   "white": (0.95, 0.95, 0.95),
 }
-# Names of data/pipeline.py's 'synthetic' classes (their disc colours, _PALETTE order).
+# Names of data/catalog.py's 'synthetic' classes (their disc colours, _PALETTE order).
 PIPELINE_SYNTHETIC_NAMES = (
   "red",
   "green",

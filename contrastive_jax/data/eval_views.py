@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from contrastive_jax.data import augment, pipeline
+from contrastive_jax.data import augment, catalog, pipeline
 
 
 def data_config(config, pretrain_cfg) -> ml_collections.ConfigDict:
@@ -29,13 +29,13 @@ def data_config(config, pretrain_cfg) -> ml_collections.ConfigDict:
 
 def class_names(data_cfg) -> list[str] | None:
   """Label names from TFDS (None for the synthetic set or when unavailable)."""
-  if data_cfg.dataset == pipeline.SYNTHETIC:
+  if data_cfg.dataset == catalog.SYNTHETIC:
     return None
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
     b = tfds.builder(
-      data_cfg.dataset, data_dir=pipeline.resolve_data_dir(data_cfg.get("data_dir")), try_gcs=False
+      data_cfg.dataset, data_dir=catalog.resolve_data_dir(data_cfg.get("data_dir")), try_gcs=False
     )
     return list(b.info.features["label"].names)
   except Exception:  # pylint: disable=broad-except
@@ -75,12 +75,12 @@ def split_arrays(data_cfg, split: str) -> tuple[np.ndarray, np.ndarray]:
   The order is the `index` order of pipeline.eval_iterator. Needs fixed-size images (CIFAR, STL-10,
   synthetic).
   """
-  if data_cfg.dataset == pipeline.SYNTHETIC:
-    return pipeline.synthetic_arrays(split.split("[")[0], pipeline.num_examples(data_cfg, split))
+  if data_cfg.dataset == catalog.SYNTHETIC:
+    return catalog.synthetic_arrays(split.split("[")[0], catalog.num_examples(data_cfg, split))
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  data_dir = pipeline.resolve_data_dir(data_cfg.get("data_dir"))
-  pipeline.dataset_info(data_cfg.dataset, data_dir)  # a clear error for a missing dataset
+  data_dir = catalog.resolve_data_dir(data_cfg.get("data_dir"))
+  catalog.dataset_info(data_cfg.dataset, data_dir)  # a clear error for a missing dataset
   builder = tfds.builder(data_cfg.dataset, data_dir=data_dir, try_gcs=False)
   if None in tuple(builder.info.features["image"].shape):
     raise ValueError(

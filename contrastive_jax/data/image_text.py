@@ -28,27 +28,26 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from contrastive_jax.data import augment, captions, folder, pipeline
+from contrastive_jax.data import augment, captions, catalog, folder
 from contrastive_jax.data import tokenizer as tokenizer_lib
 
-# The image pipeline's machinery, shared so both streams shuffle, seed and resume alike.
+# The image pipeline's catalog and machinery, shared so both streams find, size, shuffle, seed and
+# resume alike.
+from contrastive_jax.data.catalog import _builder, _process_defaults, _synthetic_sizes
 from contrastive_jax.data.pipeline import (
   _AUGMENT,
   _INF,
   _SHUFFLE,
   _Shard,
-  _builder,
   _fold,
   _options,
-  _process_defaults,
   _shard_range,
-  _synthetic_sizes,
   _to_float_rgb,
 )
 
 SOURCES = ("templates", "tfds", "folder", "synthetic")
 SYNTHETIC = "synthetic_captions"
-_get = pipeline._get
+_get = catalog._get
 
 
 def enabled(cfg: Any) -> bool:
@@ -98,7 +97,7 @@ def labelled_class_names(cfg: Any, dataset: str) -> list[str]:
   """Class names of a labelled dataset: CLIP's for CIFAR-10/ImageNet, else TFDS/folder names."""
   if dataset == SYNTHETIC:
     return list(captions.SHAPES)
-  if dataset == pipeline.SYNTHETIC:
+  if dataset == catalog.SYNTHETIC:
     return list(captions.PIPELINE_SYNTHETIC_NAMES)
   if folder.is_folder(dataset):
     return [n.replace("_", " ") for n in folder.classes(dataset, _get(cfg, "train_split", "train"))]
@@ -218,8 +217,8 @@ class _Source:
 
 def _counts(cfg, split, process_count, n) -> list[int]:
   """Every process's shard size of a TFDS/synthetic/folder split (equal padding in eval)."""
-  if cfg.dataset == pipeline.SYNTHETIC or folder.is_folder(cfg.dataset):
-    total = pipeline.num_examples(cfg, split)
+  if cfg.dataset == catalog.SYNTHETIC or folder.is_folder(cfg.dataset):
+    total = catalog.num_examples(cfg, split)
     return [e - s for s, e in (_shard_range(total, k, process_count) for k in range(process_count))]
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -267,17 +266,15 @@ def stream_fingerprint(cfg: Any, train_size: int, num_classes: int) -> dict:
   """What a resumed image-text run must share with its checkpoint's stream (see fingerprint.py)."""
   source = check(cfg)
   tfds_data = source == "tfds" or (
-    source == "templates"
-    and cfg.dataset != pipeline.SYNTHETIC
-    and not folder.is_folder(cfg.dataset)
+    source == "templates" and cfg.dataset != catalog.SYNTHETIC and not folder.is_folder(cfg.dataset)
   )
   if source == "templates":
-    reader = pipeline.reader(cfg)
+    reader = catalog.reader(cfg)
   else:
     reader = "streaming" if source == "tfds" else "memory"
   return {
     "dataset": folder.PREFIX if folder.is_folder(cfg.dataset) else cfg.dataset,
-    "tfds_version": pipeline.version(cfg) if tfds_data else None,
+    "tfds_version": catalog.version(cfg) if tfds_data else None,
     "text": cfg.text.to_dict(),
     "train_split": cfg.train_split,
     "train_examples": int(train_size),

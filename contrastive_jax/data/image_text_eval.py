@@ -12,13 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from contrastive_jax.data import augment, captions, image_text, pipeline
-from contrastive_jax.data.pipeline import (
-  _options,
-  _process_defaults,
-  _shard_range,
-  _synthetic_sizes,
-  _to_float_rgb,
-)
+from contrastive_jax.data.catalog import _process_defaults, _synthetic_sizes
+from contrastive_jax.data.pipeline import _options, _shard_range, _to_float_rgb
 
 
 def _padded(ds, offset, num_batches, batch_size, keys_shapes):

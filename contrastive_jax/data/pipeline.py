@@ -14,213 +14,23 @@ Two readers produce the same kind of stream:
 - streaming (large datasets): encoded TFDS records, `Dataset.shuffle(buffer, seed=f(e),
   reshuffle_each_iteration=False)` per epoch, decoding after the skip.
 
+What a dataset is (names, data_dir, class counts, split sizes, the synthetic set, which reader a
+config gets) lives in data/catalog.py, which this module imports; this one builds the streams.
+
 This module imports TensorFlow and NumPy only; tensorflow_datasets is imported lazily (the
 'synthetic' dataset needs no TFDS) and jax only for default process indices.
 """
 
 import math
-import os
-import pathlib
 from typing import Any
 from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from contrastive_jax.data import augment, folder
+from contrastive_jax.data import augment, catalog, folder
 
-SYNTHETIC = "synthetic"
-_SYNTHETIC_NUM_CLASSES = 10
-_SYNTHETIC_SIZE = 32
-_CACHE_LIMIT_BYTES = 2 << 30  # Decoded shards up to 2 GiB are kept in memory when cache is unset.
 _INF = 2**62
-
-
-def _get(cfg: Any, name: str, default: Any = None) -> Any:
-  return augment._get(cfg, name, default)  # pylint: disable=protected-access
-
-
-# --------------------------------------------------------------------------------------------------
-# Where the data is and what it looks like.
-
-
-def resolve_data_dir(data_dir: str | None = None) -> str | None:
-  """The TFDS data_dir: `data_dir` if given, else $TFDS_DATA_DIR, else ../shared/tensorflow_datasets next to the
-  repository (if it exists), else None (TFDS default, ~/tensorflow_datasets)."""
-  if data_dir:
-    return os.fspath(data_dir)
-  env = os.environ.get("TFDS_DATA_DIR")
-  if env:
-    return env
-  shared = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "tensorflow_datasets"
-  if shared.is_dir():
-    return os.fspath(shared)
-  return None
-
-
-def _builder(name: str, data_dir: str | None):
-  """A prepared TFDS builder, or a ValueError that says how to fix it. Never downloads."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  data_dir = resolve_data_dir(data_dir)
-  searched = data_dir or "~/tensorflow_datasets (TFDS default)"
-  try:
-    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(
-      f"Unknown dataset {name!r} (config.dataset): TFDS has no dataset by that name. Use a TFDS image dataset "
-      f"name with 'image' and 'label' features (e.g. 'cifar10', 'cifar100', 'stl10', 'imagenet2012') or "
-      f"'synthetic'. TFDS said: {str(e).splitlines()[0]}"
-    ) from None
-  if not builder.is_prepared():
-    raise ValueError(
-      f"Dataset {name!r} is not prepared in data_dir {searched!r} (no download is attempted). Fix: set "
-      f"config.data_dir (--config.data_dir=/path) or $TFDS_DATA_DIR to a directory that holds it, or prepare "
-      f"it with `tfds build {name} --data_dir=DIR` on a machine with internet and copy DIR here."
-    )
-  return builder
-
-
-def _synthetic_sizes(cfg: Any = None) -> dict[str, int]:
-  return {
-    "train": int(_get(cfg, "synthetic_train_size", 1024) or 1024),
-    "test": int(_get(cfg, "synthetic_test_size", 256) or 256),
-  }
-
-
-def dataset_info(
-  name: str, data_dir: str | None = None, config: Any = None
-) -> tuple[int, tuple[int, ...], dict[str, int]]:
-  """(num_classes, image_shape, {split: num_examples}) of a dataset, without reading its records.
-
-  image_shape may contain None for datasets of variable image size. Raises ValueError for unknown or
-  unprepared datasets (see `_builder`). `config` supplies synthetic_*_size for the synthetic
-  dataset.
-  """
-  if name == SYNTHETIC:
-    return (_SYNTHETIC_NUM_CLASSES, (_SYNTHETIC_SIZE, _SYNTHETIC_SIZE, 3), _synthetic_sizes(config))
-  if folder.is_folder(
-    name
-  ):  # 'folder:/root': decoded images of a user's class-per-directory folder
-    return (
-      len(folder.classes(name, _get(config, "train_split", "train"))),
-      (None, None, 3),
-      {
-        s: num_examples(config, s)
-        for s in {_get(config, "train_split", "train"), _get(config, "eval_split", "test")}
-      },
-    )
-  builder = _builder(name, data_dir)
-  features = builder.info.features
-  if "image" not in features or "label" not in features:
-    raise ValueError(
-      f"Dataset {name!r} needs 'image' and 'label' features; it has {list(features.keys())}."
-    )
-  splits = {k: int(v.num_examples) for k, v in builder.info.splits.items()}
-  return int(features["label"].num_classes), tuple(features["image"].shape), splits
-
-
-def num_examples(cfg: Any, split: str) -> int:
-  """Number of examples in `split` (TFDS split syntax such as 'train[:90%]' works) of cfg.dataset."""
-  if cfg.dataset == SYNTHETIC:
-    base = split.split("[")[0]
-    sizes = _synthetic_sizes(cfg)
-    if base not in sizes or "[" in split:
-      raise ValueError(
-        f"Synthetic dataset splits are {sorted(sizes)} (no slicing); got split={split!r}."
-      )
-    return sizes[base]
-  if folder.is_folder(cfg.dataset):
-    if _folder_in_memory(cfg, split, _get(cfg, "cache", None)):
-      return len(_folder_arrays(cfg, split)[1])
-    return len(folder.list_files(cfg.dataset, split, _get(cfg, "train_split", "train"))[0])
-  return int(_builder(cfg.dataset, _get(cfg, "data_dir")).info.splits[split].num_examples)
-
-
-# --------------------------------------------------------------------------------------------------
-# The synthetic dataset: 10 classes of 32x32 images, each class a coloured striped disc of its own
-# hue and stripe orientation/frequency at a random place and radius, over noise. Learnable, yet
-# needs augmentation-invariance.
-
-_PALETTE = np.array(
-  [
-    [0.9, 0.1, 0.1],
-    [0.1, 0.8, 0.1],
-    [0.1, 0.2, 0.9],
-    [0.9, 0.9, 0.1],
-    [0.9, 0.1, 0.9],
-    [0.1, 0.9, 0.9],
-    [1.0, 0.5, 0.0],
-    [0.5, 0.0, 1.0],
-    [0.6, 0.6, 0.6],
-    [0.4, 0.25, 0.1],
-  ],
-  np.float32,
-)
-
-
-def synthetic_arrays(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-  """Deterministic synthetic split: uint8 images (n, 32, 32, 3) and int32 labels (n,)."""
-  rng = np.random.default_rng({"train": 0, "test": 1}.get(split, 2))
-  size = _SYNTHETIC_SIZE
-  labels = (np.arange(n) % _SYNTHETIC_NUM_CLASSES).astype(np.int32)
-  rng.shuffle(labels)
-  yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-  angle = (labels * np.pi / _SYNTHETIC_NUM_CLASSES)[:, None, None]
-  freq = (2.0 + labels % 3)[:, None, None]
-  stripes = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) / size)
-  cx, cy = rng.uniform(10, 22, (2, n, 1, 1)).astype(np.float32)
-  radius = rng.uniform(7, 13, (n, 1, 1)).astype(np.float32)
-  disc = ((xx - cx) ** 2 + (yy - cy) ** 2 < radius**2).astype(np.float32)
-  colour = _PALETTE[labels][:, None, None, :]
-  background = rng.uniform(0.0, 0.35, (n, size, size, 3)).astype(np.float32)
-  fg = (0.3 + 0.7 * stripes)[..., None] * colour
-  img = background * (1 - disc[..., None]) + disc[..., None] * fg
-  img = np.clip(img + rng.normal(0, 0.04, img.shape).astype(np.float32), 0, 1)
-  return (img * 255).round().astype(np.uint8), labels
-
-
-def _folder_size(cfg: Any) -> int:
-  return int(_get(cfg, "image_size", None) or _get(_get(cfg, "aug", {}), "image_size", 32))
-
-
-def _folder_arrays(cfg: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-  train_split = _get(cfg, "train_split", "train")
-  images, labels, _ = folder.load(cfg.dataset, split, _folder_size(cfg), train_split)
-  return images, labels
-
-
-def _folder_in_memory(cfg: Any, split: str, cache: bool | None) -> bool:
-  """Folders are decoded into memory unless cache=False or the decoded split exceeds the limit."""
-  if cache is False:
-    return False
-  paths = folder.list_files(cfg.dataset, split, _get(cfg, "train_split", "train"))[0]
-  return len(paths) * _folder_size(cfg) ** 2 * 3 <= _CACHE_LIMIT_BYTES
-
-
-def reader(cfg: Any, split: str | None = None) -> str:
-  """'memory' or 'streaming': which reader pretrain_dataset uses for `split` (default train)."""
-  split = split or _get(cfg, "train_split", "train")
-  cache = _get(cfg, "cache", None)
-  if cfg.dataset == SYNTHETIC:
-    return "memory"
-  if folder.is_folder(cfg.dataset):
-    return "memory" if _folder_in_memory(cfg, split, cache) else "streaming"
-  builder = _builder(cfg.dataset, _get(cfg, "data_dir"))
-  shape = tuple(builder.info.features["image"].shape)
-  if None in shape:
-    return "streaming"  # as _Shard: variable-size images cannot be stacked
-  if cache is None:  # as _Shard: this process's shard decoded fits the limit
-    n = int(builder.info.splits[split].num_examples) // _process_defaults(None, None)[1]
-    return "memory" if n * int(np.prod(shape)) <= _CACHE_LIMIT_BYTES else "streaming"
-  return "memory" if cache else "streaming"
-
-
-def version(cfg: Any) -> str | None:
-  """The TFDS version of cfg.dataset (None for synthetic and folder datasets)."""
-  if cfg.dataset == SYNTHETIC or folder.is_folder(cfg.dataset):
-    return None
-  return str(_builder(cfg.dataset, _get(cfg, "data_dir")).info.version)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,21 +54,23 @@ class _Shard:
     self.images = self.labels = None
     self.builder = self.subsplit = None
     self.folder_paths = None
-    if cfg.dataset == SYNTHETIC:
-      total = num_examples(cfg, split)
+    if cfg.dataset == catalog.SYNTHETIC:
+      total = catalog.num_examples(cfg, split)
       start, end = _shard_range(total, process_index, process_count)
-      images, labels = synthetic_arrays(split.split("[")[0], total)
+      images, labels = catalog.synthetic_arrays(split.split("[")[0], total)
       self.images, self.labels = images[start:end], labels[start:end]
       self.offset, self.n = start, end - start
       return
     if folder.is_folder(cfg.dataset):
       # The config's cache, not the argument: eval splits of a small folder are decoded once
       # (folder.load is cached) and undecodable files are skipped as in training.
-      if _folder_in_memory(cfg, split, _get(cfg, "cache", None)):
-        images, labels = _folder_arrays(cfg, split)
+      if catalog._folder_in_memory(cfg, split, catalog._get(cfg, "cache", None)):
+        images, labels = catalog._folder_arrays(cfg, split)
       else:  # a file list; decoding happens in the tf.data map (parallel)
-        images, labels = folder.stream(cfg.dataset, split, _get(cfg, "train_split", "train"))
-        self.folder_size = _folder_size(cfg)
+        images, labels = folder.stream(
+          cfg.dataset, split, catalog._get(cfg, "train_split", "train")
+        )
+        self.folder_size = catalog._folder_size(cfg)
       start, end = _shard_range(len(labels), process_index, process_count)
       self.labels = labels[start:end]
       if images.dtype == object:
@@ -269,7 +81,7 @@ class _Shard:
       return
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    self.builder = _builder(cfg.dataset, _get(cfg, "data_dir"))
+    self.builder = catalog._builder(cfg.dataset, catalog._get(cfg, "data_dir"))
     subsplits = tfds.even_splits(split, process_count)
     sizes = [int(self.builder.info.splits[s].num_examples) for s in subsplits]
     self.subsplit = subsplits[process_index]
@@ -277,7 +89,7 @@ class _Shard:
     shape = tuple(self.builder.info.features["image"].shape)
     nbytes = self.n * int(np.prod(shape)) if None not in shape else None
     if cache is None:
-      cache = nbytes is not None and nbytes <= _CACHE_LIMIT_BYTES
+      cache = nbytes is not None and nbytes <= catalog._CACHE_LIMIT_BYTES
     if cache and nbytes is None:
       cache = False  # Variable-size images cannot be stacked; stream them instead.
     if cache:
@@ -346,15 +158,6 @@ def _fold(seed: tf.Tensor, *data) -> tf.Tensor:
 _SHUFFLE, _AUGMENT = 1, 2
 
 
-def _process_defaults(process_index: int | None, process_count: int | None) -> tuple[int, int]:
-  if process_index is None or process_count is None:
-    import jax  # pylint: disable=g-import-not-at-top
-
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-  return int(process_index), int(process_count)
-
-
 # --------------------------------------------------------------------------------------------------
 # Pre-training.
 
@@ -369,15 +172,15 @@ def pretrain_dataset(
   seed: int | None = None,
 ) -> tuple[tf.data.Dataset, int]:
   """The pre-training tf.data.Dataset of this process and its shard size (see `pretrain_iterator`)."""
-  process_index, process_count = _process_defaults(process_index, process_count)
-  seed = int(_get(cfg, "seed", 0) if seed is None else seed)
+  process_index, process_count = catalog._process_defaults(process_index, process_count)
+  seed = int(catalog._get(cfg, "seed", 0) if seed is None else seed)
   aug = cfg.aug
-  aug2 = _get(cfg, "aug2", None) or aug
+  aug2 = catalog._get(cfg, "aug2", None) or aug
   for field, view in (("aug", aug), ("aug2", aug2)):
-    size = _get(view, "image_size", None)
+    size = catalog._get(view, "image_size", None)
     if size is None:
       raise ValueError(f"config.{field}.image_size is not set.")
-    if _get(cfg, "image_size", None) not in (None, size):
+    if catalog._get(cfg, "image_size", None) not in (None, size):
       # Eval batches use config.image_size; training at another size is almost surely a typo'd
       # override.
       raise ValueError(
@@ -385,7 +188,11 @@ def pretrain_dataset(
         f"set both (e.g. --config.image_size=S --config.{field}.image_size=S)."
       )
   shard = _Shard(
-    cfg, _get(cfg, "train_split", "train"), process_index, process_count, _get(cfg, "cache", None)
+    cfg,
+    catalog._get(cfg, "train_split", "train"),
+    process_index,
+    process_count,
+    catalog._get(cfg, "cache", None),
   )
   n = shard.n
   if n < batch_size:
@@ -415,7 +222,7 @@ def pretrain_dataset(
       return pos, tf.gather(images, idx), tf.gather(labels, idx)
   else:
     encoded = shard.encoded()
-    buffer = int(_get(cfg, "shuffle_buffer", 10_000) or 10_000)
+    buffer = int(catalog._get(cfg, "shuffle_buffer", 10_000) or 10_000)
 
     def epoch(e):
       s = tf.random.stateless_uniform(
@@ -503,17 +310,19 @@ def eval_iterator(
     mask float32 (1 real row, 0 padding; padding rows are zero images with label 0); index int64 (position in
     the split, -1 for padding). Over all processes the real rows cover the split exactly once.
   """
-  process_index, process_count = _process_defaults(process_index, process_count)
-  image_size = _get(cfg, "image_size", None) or _get(_get(cfg, "aug", {}), "image_size", None)
+  process_index, process_count = catalog._process_defaults(process_index, process_count)
+  image_size = catalog._get(cfg, "image_size", None) or catalog._get(
+    catalog._get(cfg, "aug", {}), "image_size", None
+  )
   if image_size is None:
     raise ValueError("config.image_size is not set.")
   image_size = int(image_size)
-  total = num_examples(cfg, split)
+  total = catalog.num_examples(cfg, split)
   counts = [e - s for s, e in (_shard_range(total, k, process_count) for k in range(process_count))]
-  if cfg.dataset != SYNTHETIC and not folder.is_folder(cfg.dataset):
+  if cfg.dataset != catalog.SYNTHETIC and not folder.is_folder(cfg.dataset):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    builder = _builder(cfg.dataset, _get(cfg, "data_dir"))
+    builder = catalog._builder(cfg.dataset, catalog._get(cfg, "data_dir"))
     counts = [
       int(builder.info.splits[s].num_examples) for s in tfds.even_splits(split, process_count)
     ]
@@ -575,13 +384,4 @@ def _pad_batch(
   }
 
 
-__all__: list[str] = [
-  "resolve_data_dir",
-  "dataset_info",
-  "num_examples",
-  "synthetic_arrays",
-  "pretrain_dataset",
-  "pretrain_iterator",
-  "eval_iterator",
-  "SYNTHETIC",
-]
+__all__: list[str] = ["pretrain_dataset", "pretrain_iterator", "eval_iterator"]

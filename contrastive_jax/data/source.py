@@ -2,7 +2,7 @@
 
 import jax
 
-from contrastive_jax.data import folder, image_text, pipeline
+from contrastive_jax.data import catalog, folder, image_text, pipeline
 
 
 class DataSource:
@@ -16,10 +16,10 @@ class DataSource:
       self.num_classes, self.train_size = image_text.info(config)
       self.split_sizes = {config.train_split: self.train_size}
     else:
-      self.num_classes, shape, self.split_sizes = pipeline.dataset_info(
-        config.dataset, pipeline.resolve_data_dir(config.data_dir), config=config
+      self.num_classes, shape, self.split_sizes = catalog.dataset_info(
+        config.dataset, catalog.resolve_data_dir(config.data_dir), config=config
       )
-      self.train_size = pipeline.num_examples(config, config.train_split)  # 'train[:90%]' works
+      self.train_size = catalog.num_examples(config, config.train_split)  # 'train[:90%]' works
     self.image_shape = (config.image_size, config.image_size, 3)
     self.process_index, self.process_count = jax.process_index(), jax.process_count()
     # Folder datasets: labels are indices into the training split's classes (data/folder.py).

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from contrastive_jax import workdir as workdir_lib
-from contrastive_jax.data import eval_views, pipeline
+from contrastive_jax.data import catalog, eval_views
 
 _IMAGENET_SUBSETS = {0.01: "1pct", 0.1: "10pct"}
 
@@ -148,8 +148,8 @@ def imagenet_subset(data_cfg, fraction: float):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   full = f"imagenet2012_subset/{name}"
-  data_dir = pipeline.resolve_data_dir(data_cfg.get("data_dir"))
-  pipeline.dataset_info(full, data_dir)  # a clear error when it is not prepared
+  data_dir = catalog.resolve_data_dir(data_cfg.get("data_dir"))
+  catalog.dataset_info(full, data_dir)  # a clear error when it is not prepared
   builder = tfds.builder(full, data_dir=data_dir, try_gcs=False)
   split = tfds.even_splits("train", jax.process_count())[jax.process_index()]
   ds = builder.as_dataset(split=split, shuffle_files=True).map(

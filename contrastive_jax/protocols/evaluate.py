@@ -22,7 +22,7 @@ import jax
 
 from contrastive_jax import metrics as metrics_lib, pretrained, sharding, validate
 from contrastive_jax import workdir as workdir_lib
-from contrastive_jax.data import eval_views, pipeline
+from contrastive_jax.data import catalog, eval_views
 from contrastive_jax.protocols import finetune, linear_eval
 
 MODES = ("linear_eval", "finetune")
@@ -45,8 +45,8 @@ def evaluate(config, workdir: str) -> dict:
   t_start = time.time()
   mesh = sharding.make_mesh()
   data_cfg = eval_views.data_config(config, pretrained.load_config(config.pretrained_workdir))
-  num_classes, _, _ = pipeline.dataset_info(
-    data_cfg.dataset, pipeline.resolve_data_dir(data_cfg.get("data_dir")), config=data_cfg
+  num_classes, _, _ = catalog.dataset_info(
+    data_cfg.dataset, catalog.resolve_data_dir(data_cfg.get("data_dir")), config=data_cfg
   )
   loaded = pretrained.load(
     config.pretrained_workdir,
