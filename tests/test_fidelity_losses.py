@@ -15,6 +15,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from contrastive_jax import losses as L
+from contrastive_jax import losses_triplet as LT
 from contrastive_jax import losses_metrics as LM
 
 # ----------------------------------------------------------------------------- references
@@ -102,7 +103,7 @@ def _sharded(mesh, fn, *args):
 
 def test_semi_hard_reference_docstring_example():
   # tensorflow_addons' own doctest: 2.4142137 (margin 1.0, 'L2').
-  got = L.semi_hard_triplet(jnp.array([[0.0, 1.0], [1.0, 0.0]]), jnp.array([0, 0]), 1.0)
+  got = LT.semi_hard_triplet(jnp.array([[0.0, 1.0], [1.0, 0.0]]), jnp.array([0, 0]), 1.0)
   _close(got, 2.4142137)
 
 
@@ -112,11 +113,11 @@ def test_semi_hard_falls_back_to_the_farthest_negative():
   # (3,10): d_ap 7, negatives 3, 2: none farther -> the FARTHEST, 3 -> 1 + 7 - 3 = 5
   #   (falling back to the hardest, 2, would give 6).   (10,3): d_ap 7, negatives 10, 9 -> 9 -> 0.
   x, labels = jnp.array([[0.0], [1.0], [3.0], [10.0]]), jnp.array([0, 0, 1, 1])
-  _close(L.semi_hard_triplet(x, labels, 1.0), 5 / 4)
+  _close(LT.semi_hard_triplet(x, labels, 1.0), 5 / 4)
   _close(tfa_triplet_semihard(labels, x, 1.0), 5 / 4)
   # Squared distances: (3,10): d_ap 49, negatives 9, 4 -> farthest 9 -> 1 + 49 - 9 = 41;
   # (0,1): 1 vs 9 -> 0; (1,0): 1 vs 4 -> 0; (10,3): 49 vs 100, 81 -> 81 -> 0.
-  _close(L.semi_hard_triplet(x, labels, 1.0, squared=True), 41 / 4)
+  _close(LT.semi_hard_triplet(x, labels, 1.0, squared=True), 41 / 4)
 
 
 @pytest.mark.parametrize("squared", [False, True])
@@ -125,7 +126,7 @@ def test_semi_hard_matches_the_reference(squared, num_classes, margin):
   rng = np.random.default_rng(num_classes)
   x = _unit(rng.normal(size=(48, 8)))
   labels = rng.integers(0, num_classes, 48).astype(np.int32)
-  got = jax.jit(functools.partial(L.semi_hard_triplet, squared=squared))(x, labels, margin)
+  got = jax.jit(functools.partial(LT.semi_hard_triplet, squared=squared))(x, labels, margin)
   _close(got, tfa_triplet_semihard(labels, x, margin, squared), rtol=2e-5)
 
 
@@ -134,22 +135,22 @@ def test_semi_hard_edge_cases_match_the_reference():
   x = _unit(rng.normal(size=(6, 4)))
   # One class: no negative at all; the reference's masked maximum is the row minimum, 0.
   same = np.zeros(6, np.int32)
-  _close(L.semi_hard_triplet(x, same, 0.3), tfa_triplet_semihard(same, x, 0.3), rtol=2e-5)
+  _close(LT.semi_hard_triplet(x, same, 0.3), tfa_triplet_semihard(same, x, 0.3), rtol=2e-5)
   # Duplicated embeddings: zero distances (sqrt at 0) in positives and negatives.
   dup = np.concatenate([x[:3], x[:3]])
   labels = np.array([0, 1, 2, 0, 1, 1], np.int32)
-  _close(L.semi_hard_triplet(dup, labels, 0.3), tfa_triplet_semihard(labels, dup, 0.3), rtol=2e-5)
-  g = jax.grad(lambda e: L.semi_hard_triplet(e, jnp.asarray(labels), 0.3))(jnp.asarray(dup))
+  _close(LT.semi_hard_triplet(dup, labels, 0.3), tfa_triplet_semihard(labels, dup, 0.3), rtol=2e-5)
+  g = jax.grad(lambda e: LT.semi_hard_triplet(e, jnp.asarray(labels), 0.3))(jnp.asarray(dup))
   assert np.all(np.isfinite(g))
   # No anchor-positive pair: 0 (the reference divides 0 by 0).
-  assert float(L.semi_hard_triplet(x, np.arange(6), 0.3)) == 0.0
+  assert float(LT.semi_hard_triplet(x, np.arange(6), 0.3)) == 0.0
 
 
 def test_semi_hard_sharded_equals_one_device(mesh):
   rng = np.random.default_rng(2)
   x = _unit(rng.normal(size=(32, 8)))
   labels = rng.integers(0, 4, 32).astype(np.int32)
-  fn = lambda e, lab, axis_name=None: L.semi_hard_triplet(e, lab, 0.2, axis_name=axis_name)  # noqa: E731
+  fn = lambda e, lab, axis_name=None: LT.semi_hard_triplet(e, lab, 0.2, axis_name=axis_name)  # noqa: E731
   want, want_g = jax.value_and_grad(fn)(x, labels)
   sm, args = _sharded(mesh, functools.partial(fn, axis_name="data"), x, labels)
   got, got_g = jax.jit(jax.value_and_grad(sm))(*args)

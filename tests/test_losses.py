@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import NamedSharding
 
 from contrastive_jax import losses as L
+from contrastive_jax import losses_triplet as LT
 
 P = jax.sharding.PartitionSpec
 N_DEV = 8
@@ -202,9 +203,9 @@ def test_triplet_reference():
   rng = np.random.default_rng(7)
   a, p, n = _rand(rng, 10, 4, scale=1.0), _rand(rng, 10, 4, scale=1.0), _rand(rng, 10, 4, scale=1.0)
   d = lambda x, y: np.sum((x.astype(np.float64) - y) ** 2, -1)
-  _close(L.triplet(a, p, n, 0.5), np.mean(np.maximum(d(a, p) - d(a, n) + 0.5, 0)))
+  _close(LT.triplet(a, p, n, 0.5), np.mean(np.maximum(d(a, p) - d(a, n) + 0.5, 0)))
   _close(
-    L.triplet(a, p, n, 0.5, squared=False),
+    LT.triplet(a, p, n, 0.5, squared=False),
     np.mean(np.maximum(np.sqrt(d(a, p)) - np.sqrt(d(a, n)) + 0.5, 0)),
   )
 
@@ -215,19 +216,19 @@ def test_batch_hard_hand_made():
   labels = jnp.array([0, 0, 1, 1])
   # hard: anchor0 d_ap=1, d_an=3 -> 0; anchor1 d_ap=1,d_an=2 -> 0; anchor2 d_ap=7,d_an=2 -> 6;
   # anchor3 7,9 -> 0
-  _close(L.batch_hard_triplet(x, labels, 1.0, mining="hard"), (0 + 0 + 6 + 0) / 4)
+  _close(LT.batch_hard_triplet(x, labels, 1.0, mining="hard"), (0 + 0 + 6 + 0) / 4)
   # semi-hard: anchor2 closest negative farther than 7: none (1 at 2, 0 at 3) -> hardest (2) -> 6;
   # anchor0: negatives 3, 10 farther than 1 -> 3 -> 0. anchor3: d_ap=7, negatives 9, 10 -> 9 -> 0.
-  _close(L.batch_hard_triplet(x, labels, 1.0, mining="semi_hard"), 6 / 4)
+  _close(LT.batch_hard_triplet(x, labels, 1.0, mining="semi_hard"), 6 / 4)
   # margin 3: anchor1 hard: 1 - 2 + 3 = 2; semi-hard: negatives farther than 1: 3 at 2 -> 2 too.
-  _close(L.batch_hard_triplet(x, labels, 3.0, mining="hard"), (1 + 2 + 8 + 1) / 4)
+  _close(LT.batch_hard_triplet(x, labels, 3.0, mining="hard"), (1 + 2 + 8 + 1) / 4)
 
 
 @pytest.mark.parametrize("mining", ["hard", "semi_hard"])
 def test_batch_hard_reference(mining):
   rng = np.random.default_rng(8)
   x, labels = _rand(rng, 32, 6, scale=1.0), rng.integers(0, 5, 32).astype(np.int32)
-  f = jax.jit(functools.partial(L.batch_hard_triplet, mining=mining))
+  f = jax.jit(functools.partial(LT.batch_hard_triplet, mining=mining))
   _close(f(x, labels, 0.3), ref_batch_hard(x, labels, 0.3, mining))
 
 
@@ -302,7 +303,7 @@ def test_other_losses_sharded(mesh):
   _close(jax.jit(sm)(sz, sl), want)
   _grads_close(jax.jit(jax.grad(sm))(sz, sl), jax.jit(jax.grad(fn2))(z, labels))
   for mining in ("hard", "semi_hard"):
-    fn3 = lambda a, lab, axis_name=None: L.batch_hard_triplet(
+    fn3 = lambda a, lab, axis_name=None: LT.batch_hard_triplet(
       a, lab, 0.5, axis_name=axis_name, mining=mining
     )
     sm, (sx, sl) = _sharded(
@@ -399,7 +400,7 @@ def test_collapse_and_single_pair_are_finite(tile):
   zeros = jnp.zeros((4, 8))
   g = jax.jit(jax.grad(nt))(zeros)
   assert np.all(np.isfinite(g))
-  g = jax.jit(jax.grad(lambda a: L.batch_hard_triplet(a, jnp.array([0, 0, 1, 1]), 0.2)))(zeros)
+  g = jax.jit(jax.grad(lambda a: LT.batch_hard_triplet(a, jnp.array([0, 0, 1, 1]), 0.2)))(zeros)
   assert np.all(np.isfinite(g))
 
 

@@ -4,9 +4,10 @@ Both views of every image go through encoder -> projector -> L2 normalisation; l
 (the two views of an image share its label, so every anchor has a positive). Over the GLOBAL batch
 (the losses gather all devices):
 
-  'hard'       losses.batch_hard_triplet (Hermans et al.): per anchor, its farthest positive and its
-               closest negative, max(0, d_ap - d_an + margin), averaged over anchors.
-  'semi_hard'  losses.semi_hard_triplet, TensorFlow Addons' triplet_semihard_loss
+  'hard'       losses_triplet.batch_hard_triplet (Hermans et al.): per anchor, its farthest
+               positive and its closest negative, max(0, d_ap - d_an + margin), averaged over
+               anchors.
+  'semi_hard'  losses_triplet.semi_hard_triplet, TensorFlow Addons' triplet_semihard_loss
                (tensorflow_addons/losses/triplet.py, FaceNet Sec. 3.2): EVERY anchor-positive pair,
                with the closest negative farther than the positive, or the farthest negative when
                there is none; averaged over the pairs.
@@ -21,7 +22,7 @@ per_view_bn (False: both views in one forward).
 import jax
 import jax.numpy as jnp
 
-from contrastive_jax import losses
+from contrastive_jax import losses_triplet
 from contrastive_jax.methods import base
 
 MINING = ("hard", "semi_hard")
@@ -49,10 +50,10 @@ def create(config, num_classes: int) -> base.Method:
 
   def triplet_loss(e, labels):
     if mining == "hard":
-      return losses.batch_hard_triplet(
+      return losses_triplet.batch_hard_triplet(
         e, labels, margin, axis_name=base.AXIS, mining="hard", squared=squared
       )
-    return losses.semi_hard_triplet(e, labels, margin, axis_name=base.AXIS, squared=squared)
+    return losses_triplet.semi_hard_triplet(e, labels, margin, axis_name=base.AXIS, squared=squared)
 
   def init(rng, images):
     return {**base.init_net(eval_net, rng, images), "extras": {}}
