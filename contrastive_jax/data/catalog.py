@@ -105,9 +105,7 @@ def dataset_info(
   """
   if name == SYNTHETIC:
     return (_SYNTHETIC_NUM_CLASSES, (_SYNTHETIC_SIZE, _SYNTHETIC_SIZE, 3), _synthetic_sizes(config))
-  if folder.is_folder(
-    name
-  ):  # 'folder:/root': decoded images of a user's class-per-directory folder
+  if folder.is_folder(name):  # 'folder:/root': decoded images of a class-per-directory folder
     return (
       len(folder.classes(name, _get(config, "train_split", "train"))),
       (None, None, 3),
@@ -213,13 +211,20 @@ def reader(cfg: Any, split: str | None = None) -> str:
   if folder.is_folder(cfg.dataset):
     return "memory" if _folder_in_memory(cfg, split, cache) else "streaming"
   builder = _builder(cfg.dataset, _get(cfg, "data_dir"))
+  n = int(builder.info.splits[split].num_examples) // _process_defaults(None, None)[1]
   shape = tuple(builder.info.features["image"].shape)
+  return "memory" if _tfds_in_memory(n, shape, cache) else "streaming"
+
+
+def _tfds_in_memory(n: int, shape: tuple, cache: bool | None) -> bool:
+  """Whether a TFDS shard of `n` images of `shape` is decoded into memory: the one rule that
+  pipeline._Shard applies and `reader` predicts. Variable-size images (None in shape) cannot be
+  stacked, so they stream whatever `cache` says; cache=None keeps a shard that fits the limit."""
   if None in shape:
-    return "streaming"  # as pipeline._Shard: variable-size images cannot be stacked
-  if cache is None:  # as pipeline._Shard: this process's shard decoded fits the limit
-    n = int(builder.info.splits[split].num_examples) // _process_defaults(None, None)[1]
-    return "memory" if n * int(np.prod(shape)) <= _CACHE_LIMIT_BYTES else "streaming"
-  return "memory" if cache else "streaming"
+    return False
+  if cache is None:
+    return n * int(np.prod(shape)) <= _CACHE_LIMIT_BYTES
+  return bool(cache)
 
 
 def version(cfg: Any) -> str | None:

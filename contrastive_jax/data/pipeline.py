@@ -87,12 +87,7 @@ class _Shard:
     self.subsplit = subsplits[process_index]
     self.offset, self.n = sum(sizes[:process_index]), sizes[process_index]
     shape = tuple(self.builder.info.features["image"].shape)
-    nbytes = self.n * int(np.prod(shape)) if None not in shape else None
-    if cache is None:
-      cache = nbytes is not None and nbytes <= catalog._CACHE_LIMIT_BYTES
-    if cache and nbytes is None:
-      cache = False  # Variable-size images cannot be stacked; stream them instead.
-    if cache:
+    if catalog._tfds_in_memory(self.n, shape, cache):
       self.images, self.labels = self._read_all()
 
   def _read_all(self) -> tuple[np.ndarray, np.ndarray]:
