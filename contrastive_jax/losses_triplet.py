@@ -22,14 +22,19 @@ from jax import lax
 from contrastive_jax.losses import _gather, _offset, _psum
 
 
-def _pairwise_distance(a, b, squared: bool):
+def _gram_squared_distance(a, b):
+  """|a_i - b_j|^2 from the Gram expansion in float32 (one matmul; can dip below 0 by rounding, which
+  the two distances below treat differently)."""
   a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-  sq = (
+  return (
     jnp.sum(a * a, -1)[:, None]
     + jnp.sum(b * b, -1)[None, :]
     - 2.0 * jnp.dot(a, b.T, preferred_element_type=jnp.float32)
   )
-  sq = jnp.maximum(sq, 0.0)
+
+
+def _pairwise_distance(a, b, squared: bool):
+  sq = jnp.maximum(_gram_squared_distance(a, b), 0.0)
   # Clamp inside the sqrt: d sqrt(x)/dx is infinite at 0 (self and duplicate pairs).
   return sq if squared else jnp.sqrt(jnp.maximum(sq, 1e-12))
 
@@ -118,12 +123,7 @@ def _reference_distance(a, b, is_self, squared: bool):
   where the squared distance is <= 0 or on the self pair, and its gradient there is 0 (the inner
   `where` keeps sqrt away from 0).
   """
-  a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-  sq = (
-    jnp.sum(a * a, -1)[:, None]
-    + jnp.sum(b * b, -1)[None, :]
-    - 2.0 * jnp.dot(a, b.T, preferred_element_type=jnp.float32)
-  )
+  sq = _gram_squared_distance(a, b)
   zero = (sq <= 0.0) | is_self
   sq = jnp.where(zero, 0.0, sq)
   if squared:
