@@ -123,6 +123,7 @@ def augmented_batches(
   """
   root = tf.random.experimental.stateless_fold_in(tf.constant([seed, 17], tf.int64), process_index)
 
+  @tf.autograph.experimental.do_not_convert  # as pipeline.pretrain_dataset's views: no rewrite
   def view(pos, example):
     image, label = example
     image = tf.image.convert_image_dtype(image, tf.float32)

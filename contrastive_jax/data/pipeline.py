@@ -231,6 +231,10 @@ def pretrain_dataset(
     def load(pos, record):
       return pos, shard.decode(record[0]), record[1]
 
+  # Traced as written, not through autograph: the view code's data-dependent branches are explicit
+  # tf.cond / tf.switch_case (its Python ifs read only the config), so the graph is the same, bit for
+  # bit, and the ~1 s autograph spent rewriting the augmentation functions in every process is saved.
+  @tf.autograph.experimental.do_not_convert
   def views(pos, image, label):
     image = _to_float_rgb(image)
     seeds = augment.views_seeds(_fold(augment_root, pos))
