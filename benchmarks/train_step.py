@@ -7,7 +7,9 @@
 
 Counts images (pairs of views count as one image, as the paper's batch size does). The step is the
 real one (contrastive_jax.step.make_train_step: jit over the mesh of all local devices, shard_map,
-synchronised BN, global NT-Xent, optimiser update); timings exclude compilation.
+synchronised BN, global NT-Xent, optimiser update); timings exclude compilation. On CPU it splits
+the host into as many devices as ./run.sh does (contrastive_jax/cpu_devices.py: one per core, at
+most 8); CONTRASTIVE_JAX_CPU_DEVICES=1 times the single-device step.
 
 --compare-torch times benchmarks/torch_peer.py (the same model, projector, probe, NT-Xent and LARS
 in PyTorch; torch is not a project dependency: see that file for a throwaway install) step for
@@ -21,6 +23,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from contrastive_jax import cpu_devices  # noqa: E402
+
+# The same CPU device count as ./run.sh (one device per core; CONTRASTIVE_JAX_CPU_DEVICES=1 for one).
+cpu_devices.configure()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -28,9 +28,12 @@ def check_batch_size(batch_size: int, field: str = "config.batch_size") -> None:
   """Fails early, naming the field, when the global batch does not divide over devices and processes."""
   n_dev, n_proc = jax.device_count(), jax.process_count()
   if batch_size <= 0 or batch_size % n_dev:
+    hint = ""
+    if jax.devices()[0].platform == "cpu" and n_dev > 1:
+      hint = " (or, on CPU, fewer devices: CONTRASTIVE_JAX_CPU_DEVICES=1 ./run.sh ...)"
     raise ValueError(
       f"{field}={batch_size} must be a positive multiple of the number of devices ({n_dev}); "
-      f"set {field} to e.g. {max(n_dev, (max(batch_size, 1) // n_dev) * n_dev)}."
+      f"set {field} to e.g. {max(n_dev, (max(batch_size, 1) // n_dev) * n_dev)}{hint}."
     )
   if batch_size % n_proc:
     raise ValueError(f"{field}={batch_size} must divide over the {n_proc} processes.")
