@@ -154,12 +154,13 @@ def _shared(c: ml_collections.ConfigDict, keys: tuple[str, ...]) -> dict:
 
 def test_cpu_presets_share_one_run():
   """The docstrings promise every method's cpu preset the same model, batch and schedule; the peak
-  learning rate is the shared 2e-3 except SimCLR's (tuned for ./run.sh: configs/simclr_cifar10.py)."""
+  learning rate is the shared 2e-3 and the length 5 epochs, except SimCLR's (tuned for ./run.sh:
+  configs/simclr_cifar10.py)."""
   keys = ("model", "batch_size", "total_epochs", "total_steps", "optim", "eval_every_epochs")
   keys += ("eval_at_start", "log_every_steps", "checkpoint_every_steps")
   simclr = importlib.import_module("configs.simclr_cifar10").get_config("cpu")
-  assert simclr.optim.base_lr == 1.6e-2
-  simclr.optim.base_lr = 2e-3
+  assert simclr.optim.base_lr == 1.6e-2 and simclr.total_epochs == 9.0
+  simclr.optim.base_lr, simclr.total_epochs = 2e-3, 5.0
   ref = _shared(simclr, keys)
   for name in _NAMES:
     if name.endswith("_cifar10"):
@@ -167,7 +168,7 @@ def test_cpu_presets_share_one_run():
       if c.text.source:  # image-text methods share their own CPU run (config_lib/clip.py cpu)
         continue
       if name == "simclr_cifar10":
-        c.optim.base_lr = 2e-3
+        c.optim.base_lr, c.total_epochs = 2e-3, 5.0
       assert _shared(c, keys) == ref, name
       assert c.aug.crop_area_min == 0.2 and (c.aug2 is None or c.aug2.crop_area_min == 0.2)
   # The ImageNet configs' cpu presets: 20 steps (total_steps wins over the recipe's epochs).

@@ -17,7 +17,8 @@ def cpu(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
   A 0.3M-parameter ResNet (widths 16-32-64-128, one block per stage), a 256-64 head (and the
   method's CPU predictor), 16x16 images (training views and kNN alike), batch 256, 5 epochs of
-  AdamW (peak 2e-3; SimCLR's preset raises it, configs/simclr_cifar10.py says why), crops of at
+  AdamW (peak 2e-3; SimCLR's preset, the ./run.sh default, raises both: configs/simclr_cifar10.py
+  says why), crops of at
   least 20% of the image (both views), kNN at step 0 and at the end.
 
   Why 16 px: on 2 CPU cores the step is compute-bound and costs about pixels (resnet_tiny, batch
