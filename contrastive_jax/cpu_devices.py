@@ -1,8 +1,7 @@
 """How many JAX devices a CPU run splits the host into (environment variable CONTRASTIVE_JAX_CPU_DEVICES).
 
-XLA:CPU runs one device's program on a thread pool, but much of a convolutional train step (its
-fusions, the small batch-norm reductions, the optimiser) runs one op at a time: on this project's
-2-core machine one device kept 1.64 cores busy. Splitting the host into several CPU devices makes
+XLA:CPU runs a device's program one op after another, each op on a thread pool, and not every op
+spreads over the cores: on this project's 2-core machine one device kept 1.64 cores busy (two: 1.93). Splitting the host into several CPU devices makes
 the step data-parallel over the cores (the same global NT-Xent and synchronised batch norm, so the
 same maths): resnet_tiny, batch 256, 32 px went from 170 to 264 images/s with 2 devices (4: 269),
 ResNet-18 at batch 128 from 10.1 to 16.0 (README "Performance"). So the command line
@@ -18,9 +17,8 @@ import re
 
 ENV = "CONTRASTIVE_JAX_CPU_DEVICES"
 FLAG = "--xla_force_host_platform_device_count"
-MAX_AUTO = (
-  8  # measured up to 4 on 2 cores (no gain past the core count); never more than 8 by default
-)
+# Measured up to 4 devices on 2 cores (no gain past the core count); never more than 8 by default.
+MAX_AUTO = 8
 
 
 def usable_cores() -> int:
@@ -45,10 +43,11 @@ def requested(environ=None) -> int | None:
   if not value:
     return None
   if not value.isdigit() or int(value) < 1:
+    cores = usable_cores()
     raise ValueError(
       f"{ENV}={value!r} must be a positive integer (the number of CPU devices to split this host "
       f"into, e.g. {ENV}=1 for one device, or unset it for the default of "
-      f"{default_count(usable_cores())} on this machine's {usable_cores()} cores)."
+      f"{default_count(cores)} on this machine's {cores} cores)."
     )
   return int(value)
 

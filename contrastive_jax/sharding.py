@@ -8,6 +8,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from contrastive_jax import cpu_devices
+
 DATA_AXIS = "data"
 
 
@@ -30,7 +32,7 @@ def check_batch_size(batch_size: int, field: str = "config.batch_size") -> None:
   if batch_size <= 0 or batch_size % n_dev:
     hint = ""
     if jax.devices()[0].platform == "cpu" and n_dev > 1:
-      hint = " (or, on CPU, fewer devices: CONTRASTIVE_JAX_CPU_DEVICES=1 ./run.sh ...)"
+      hint = f" (or, on CPU, fewer devices: {cpu_devices.ENV}=1 ./run.sh ...)"
     raise ValueError(
       f"{field}={batch_size} must be a positive multiple of the number of devices ({n_dev}); "
       f"set {field} to e.g. {max(n_dev, (max(batch_size, 1) // n_dev) * n_dev)}{hint}."
