@@ -47,15 +47,18 @@ def _run(config, num_devices, batches, chunk=0):
   return init, jax.tree.map(np.asarray, state.params), ms
 
 
+def _slack(leaf, atol=1e-5):
+  return atol * max(1.0, float(np.max(np.abs(leaf)))) if np.size(leaf) else atol
+
+
 def _close(a, b, rtol=1e-5, atol=1e-5):
   # float32 sums in another order (chunks, devices) after an SGD step. The absolute slack scales
   # with the leaf's own magnitude: the ViT class token holds values up to ~15, where a few ulps
   # (ulp(15) ~ 1e-6) of a reordered sum exceed 1e-5 on a small neighbour (seen: 1.7e-5 at 0.48 on
   # one x86-64 CPU, not on another); a sharding bug moves a leaf by a sizeable part of its update.
   for (path, x), y in zip(jax.tree.flatten_with_path(a)[0], jax.tree.leaves(b)):
-    scale = max(1.0, float(np.max(np.abs(y)))) if np.size(y) else 1.0
     np.testing.assert_allclose(
-      x, y, rtol=rtol, atol=atol * scale, err_msg=jax.tree_util.keystr(path)
+      x, y, rtol=rtol, atol=_slack(y, atol), err_msg=jax.tree_util.keystr(path)
     )
 
 
@@ -76,8 +79,7 @@ def test_eight_devices_equal_one_device(name):
     _close(a, b)
   # The compared leaves really moved: the class token by far more than _close's slack on it.
   moved = np.max(np.abs(p1["encoder"]["cls"] - init["encoder"]["cls"]))
-  slack = 1e-5 * max(1.0, float(np.max(np.abs(p1["encoder"]["cls"]))))
-  assert moved > 10 * slack, (moved, slack)
+  assert moved > 10 * _slack(p1["encoder"]["cls"]), moved
   # The logit scale (and SigLIP's bias) really learn, identically on 1 and 8 devices.
   assert abs(p1["logit_scale"] - init["logit_scale"]) > 1e-4
   if name == "siglip":
