@@ -13,6 +13,8 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# As in contrastive_jax/main.py: no Keras import inside `import tensorflow` (~1.8 s per process).
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # One persistent XLA compilation cache for the whole run: pytest-xdist workers and the subprocesses
 # the end-to-end tests start inherit it, so the same tiny models compile once instead of in every
 # process (compilation, not arithmetic, is most of this suite's time on 2 cores).
