@@ -15,7 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow (the input pipeline only) eagerly imports Keras' optimizers on `import tensorflow`:
 # 1.7-2 s of every start on a 2-core CPU, for nothing this program uses. With this set, TF looks
 # for the separate tf_keras package instead; where it is absent (it is not a dependency) TF skips
-# the import silently. Only `tf.keras` would change, and nothing here touches it.
+# the import silently. Only `tf.keras` would change, and nothing here touches it (code of your own
+# that needs `tf.keras` in this process: run with TF_USE_LEGACY_KERAS=0).
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from contrastive_jax import cpu_devices  # noqa: E402  (no jax import: it must precede jax's start)
