@@ -6,13 +6,13 @@ from contrastive_jax.config_lib import augment, base
 
 
 def tiny_config(method: str = "simclr", **overrides):
-  """A config that trains in seconds on CPU: micro ResNet, synthetic data, 16x16 views."""
+  """A config that trains in seconds on CPU: nano ResNet (one block), synthetic data, 16x16 views."""
   c = base.base_config()
   c.method = method
   c.dataset = "synthetic"
   c.image_size = 16
   c.aug = augment.view(16, color_strength=0.5)
-  c.model.name = "resnet_micro"
+  c.model.name = "resnet_nano"
   c.head.hidden_dims = (32,)
   c.head.out_dim = 16
   c.predictor.hidden_dims = (32,)

@@ -56,7 +56,7 @@ def test_files_and_results(exported, pretrain_dir):  # noqa: F811
   assert saved["encoder_path"] == ["encoder"] and saved["pretrained_step"] == 2
   assert set(saved["export_platforms"]) == {"cpu", "cuda", "tpu"}
   manifest = json.load(open(os.path.join(out, export.MANIFEST)))
-  assert manifest["config"]["model"]["name"] == "resnet_micro"
+  assert manifest["config"]["model"]["name"] == "resnet_nano"
   assert manifest["embed_output"]["shape"] == [4, saved["export_feature_dim"]]
   # Nothing was written into the pre-training workdir.
   assert not os.path.exists(os.path.join(pretrain_dir, export.SAFETENSORS))

@@ -81,7 +81,10 @@ def _views(n=32, seed=0):
 
 
 def test_per_view_forward_is_two_separate_forwards_synchronised():
-  config = helpers.tiny_config("simsiam")
+  # resnet_micro (every stage, every BN) rather than the tiny config's one-block resnet_nano: on
+  # the nano, float32 rounding of the two orders reached 1.2e-4 in a few outputs, past the 1e-4
+  # this comparison allows.
+  config = helpers.tiny_config("simsiam", **{"model.name": "resnet_micro"})
   net1 = base.build_net(config, 10, predictor=True, axis_name=None)
   v = base.init_net(net1, jax.random.key(0), jnp.zeros((2, 16, 16, 3)))
   x1, x2 = _views()

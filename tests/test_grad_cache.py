@@ -67,7 +67,9 @@ def test_grad_cache_with_bn():
   s_full, _ = _run(config, devices, batches, 0)
   # One chunk per device = the plain step's (synchronised) BatchNorm exactly.
   s_one, _ = _run(config, devices, batches, config.batch_size // 8)
-  _close(s_one.params, s_full.params, rtol=1e-5, atol=1e-6)
+  # atol 2e-6: the stem kernel's update is up to 0.13 and its gradient sums 8k products per device;
+  # summed chunk by chunk one entry moved by 1.25e-6 (1e-5 of the update), the rest by 0 or 4e-9.
+  _close(s_one.params, s_full.params, rtol=1e-5, atol=2e-6)
   _close(s_one.batch_stats, s_full.batch_stats, rtol=1e-5, atol=1e-6)
   # One row per chunk: per-chunk statistics, but one EMA update per step whose running MEAN equals
   # the plain step's (mean of chunk means = batch mean). (The running variance is the mean

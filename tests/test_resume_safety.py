@@ -207,17 +207,22 @@ def _small_filesystem(path: str, size_mb: int) -> bool:
   return r.returncode == 0
 
 
+_MICRO = "--config.model.name=resnet_micro"
+
+
 @pytest.mark.slow
 def test_disk_full_save_fails_in_one_line_and_next_start_resumes(tmp_path):
   """A tmpfs of 8 MB (root; else the file-size limit of `ulimit -f`): checkpoint 2 fits, then the
   disk is filled; the save of step 4 fails with one line naming the step and the intact checkpoint;
   after freeing space the same command resumes from step 2 and finishes."""
   mnt = str(tmp_path / "mnt")
+  # The micro ResNet's 2.6 MB checkpoint does not fit in the 300 kB left below; the tiny config's
+  # resnet_nano's would.
   mounted = _small_filesystem(mnt, 8)
   workdir = os.path.join(mnt, "w")
   env = subprocess_env()
   try:
-    rc, out = finish(launch(workdir, env, "--config.total_steps=2"))
+    rc, out = finish(launch(workdir, env, "--config.total_steps=2", _MICRO))
     assert rc == 0, out[-3000:]
     filler = os.path.join(mnt, "filler")
     if mounted:
@@ -225,11 +230,11 @@ def test_disk_full_save_fails_in_one_line_and_next_start_resumes(tmp_path):
       with open(filler, "wb") as f:
         f.truncate(0)
         f.write(b"\0" * (free - 300 * 1024))  # leave room for logs, not for a 2.6 MB checkpoint
-      proc = launch(workdir, env, "--config.total_steps=4")
+      proc = launch(workdir, env, "--config.total_steps=4", _MICRO)
     else:  # no mount: a per-file size limit below the checkpoint's largest file
       cmd = ["bash", "-c", 'ulimit -f 64 && exec "$@"', "bash"]
       proc = subprocess.Popen(
-        cmd + launch_args(workdir, "--config.total_steps=4"),
+        cmd + launch_args(workdir, "--config.total_steps=4", _MICRO),
         cwd=os.path.dirname(os.path.dirname(__file__)),
         env=env,
         stdout=subprocess.PIPE,
@@ -248,7 +253,7 @@ def test_disk_full_save_fails_in_one_line_and_next_start_resumes(tmp_path):
     ckpt.close()
     if mounted:
       os.remove(filler)
-    rc, out = finish(launch(workdir, env, "--config.total_steps=4"))
+    rc, out = finish(launch(workdir, env, "--config.total_steps=4", _MICRO))
     assert rc == 0, out[-3000:]
     assert re.search(r"Resumed from \S+/checkpoints/2 at step 2\.", out), out[-3000:]
     with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:

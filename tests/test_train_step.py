@@ -37,7 +37,9 @@ def test_eight_devices_equal_one(method):
   # SGD: the update is linear in the gradient, so the comparison is not blurred by Adam's
   # normalisation of near-zero gradient entries (which turns 1e-9 absolute noise into 1e-5
   # relative).
-  config = helpers.tiny_config(method)
+  # resnet_micro: with the tiny config's one-block nano, grad_norm of 8 and 1 devices differed by
+  # 1.8e-4 (float32 summation order), past rtol 1e-5; the methods' 8 == 1 tests run the nano.
+  config = helpers.tiny_config(method, **{"model.name": "resnet_micro"})
   config.optim.update(name="sgd", base_lr=0.1, weight_decay=1e-4)
   batches = [helpers.random_batch(config.batch_size, seed=s) for s in range(2)]
   s8, m8 = _run_steps(config, jax.devices()[:8], batches)
