@@ -4,7 +4,8 @@
 Run 1: process 0 gets SIGTERM after step 3; JAX's preemption service propagates it, both processes
 save the same step and exit 0. Run 2: both resume and finish. The loss curve (metrics.jsonl, written
 by process 0 only) and the final parameters equal those of one 8-device process fed the same global
-batches.
+batches. Runs 3 and 4 go on from there: a corrupt newest checkpoint and a changed config, decided by
+process 0 and followed by process 1.
 """
 
 import glob
@@ -61,7 +62,14 @@ def _run_pair(workdir: str, cache: str, *overrides: str, **extra) -> list[tuple[
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_through_preemption(tmp_path):
+def test_two_processes_equal_one_through_preemption_then_agree_on_corruption_and_config(tmp_path):
+  """Run 1 is preempted, run 2 resumes and finishes like one 8-device process. Then process 0
+  decides and process 1 follows: a flipped byte in the newest checkpoint makes BOTH restore the
+  previous one (run 3), and a changed config makes both stop at once (run 4; none trains alone,
+  none waits for a barrier that never comes). One chain of runs, so the corruption runs start from
+  the finished run's checkpoints instead of training a pair of their own (~30 s of two processes)."""
+  from tests.test_resume_safety import flip_byte  # pylint: disable=g-import-not-at-top
+
   workdir, cache = str(tmp_path / "w"), os.environ["JAX_COMPILATION_CACHE_DIR"]
 
   outs = _run_pair(workdir, cache, **{preemption.TEST_SIGTERM_ENV: 3})
@@ -100,6 +108,22 @@ def test_two_processes_equal_one_through_preemption(tmp_path):
   assert_trees_close(state.params, ref_state.params, rtol=1e-4, atol=2e-5)
   assert_trees_close(state.batch_stats, ref_state.batch_stats, rtol=1e-4, atol=1e-5)
 
+  # Run 3: the newest checkpoint (step 8) is corrupt; both processes fall back to step 6.
+  flip_byte(os.path.join(workdir, "checkpoints", "8"))
+  outs = _run_pair(workdir, cache, "--config.total_steps=10")
+  for i, (rc, out) in enumerate(outs):
+    assert rc == 0, f"process {i}:\n{out[-4000:]}"
+    assert re.search(r"Resumed from \S+/checkpoints/6 at step 6\.", out) or i == 1, out[-3000:]
+    assert "Checkpoint at step 8 could not be restored" in out, f"process {i}:\n{out[-3000:]}"
+  assert "differ from their checksums" in outs[0][1]
+
+  # Run 4: a changed head; both refuse to resume.
+  outs = _run_pair(workdir, cache, "--config.total_steps=12", "--config.head.out_dim=32")
+  for i, (rc, out) in enumerate(outs):
+    assert rc != 0, f"process {i}:\n{out[-4000:]}"
+  assert "head: checkpoint has" in outs[0][1], outs[0][1][-3000:]
+  assert "incompatible with this configuration" in outs[1][1], outs[1][1][-3000:]
+
 
 @pytest.mark.slow
 def test_sigterm_flag_is_agreed_without_the_preemption_service(tmp_path):
@@ -120,29 +144,3 @@ def test_sigterm_flag_is_agreed_without_the_preemption_service(tmp_path):
   assert sorted(glob.glob(os.path.join(state_dir, "ocdbt.process_*"))) == [
     os.path.join(state_dir, f"ocdbt.process_{i}") for i in range(2)
   ]
-
-
-@pytest.mark.slow
-def test_two_processes_agree_on_a_corrupt_checkpoint_and_on_a_refused_config(tmp_path):
-  """Process 0 decides, process 1 follows: a flipped byte in the newest checkpoint makes BOTH
-  restore the previous step; a changed config makes both stop at once (none trains alone, none
-  waits for a barrier that never comes)."""
-  from tests.test_resume_safety import flip_byte  # pylint: disable=g-import-not-at-top
-
-  workdir, cache = str(tmp_path / "w"), os.environ["JAX_COMPILATION_CACHE_DIR"]
-  for i, (rc, out) in enumerate(_run_pair(workdir, cache, "--config.total_steps=4")):
-    assert rc == 0, f"process {i}:\n{out[-4000:]}"
-  flip_byte(os.path.join(workdir, "checkpoints", "4"))
-
-  outs = _run_pair(workdir, cache, "--config.total_steps=6")
-  for i, (rc, out) in enumerate(outs):
-    assert rc == 0, f"process {i}:\n{out[-4000:]}"
-    assert re.search(r"Resumed from \S+/checkpoints/2 at step 2\.", out) or i == 1, out[-3000:]
-    assert "Checkpoint at step 4 could not be restored" in out, f"process {i}:\n{out[-3000:]}"
-  assert "differ from their checksums" in outs[0][1]
-
-  outs = _run_pair(workdir, cache, "--config.total_steps=8", "--config.head.out_dim=32")
-  for i, (rc, out) in enumerate(outs):
-    assert rc != 0, f"process {i}:\n{out[-4000:]}"
-  assert "head: checkpoint has" in outs[0][1], outs[0][1][-3000:]
-  assert "incompatible with this configuration" in outs[1][1], outs[1][1][-3000:]
