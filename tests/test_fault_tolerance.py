@@ -266,8 +266,8 @@ def helpers_set(config, dotted, value):
 
 
 def test_guarded_step_keeps_state_on_nonfinite_batch():
-  # resnet_micro, not the tiny config's resnet_nano: with the one-block nano an inf pixel made the gradient
-  # non-finite (the guard fired) but left the logged loss finite, and this test pins both.
+  # resnet_micro, not the tiny config's resnet_nano: with the one-block nano an inf pixel made
+  # the gradient non-finite (the guard fired) but left the logged loss finite; this test pins both.
   config = helpers.tiny_config(**{"model.name": "resnet_micro"})
   mesh = sharding.make_mesh()
   method = methods.get_method(config, 10)
