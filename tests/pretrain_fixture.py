@@ -1,4 +1,4 @@
-"""A tiny pre-training workdir for the export / embed / projector tests (2 steps, micro ResNet)."""
+"""A tiny pre-training workdir for the export / embed / projector tests (2 steps, nano ResNet)."""
 
 import pytest
 

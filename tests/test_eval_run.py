@@ -32,7 +32,7 @@ def _load_config(name, preset="cpu"):
 
 @pytest.fixture(scope="module")
 def pretrain_dir(tmp_path_factory):
-  """A tiny SimCLR run on the synthetic set (4 steps, micro ResNet, 16 px)."""
+  """A tiny SimCLR run on the synthetic set (4 steps, nano ResNet, 16 px)."""
   w = str(tmp_path_factory.mktemp("pretrain"))
   cfg = helpers.tiny_config("simclr", synthetic_train_size=256, synthetic_test_size=64)
   train.train_and_evaluate(cfg, w)

@@ -1,7 +1,7 @@
 """Fault tolerance: preemption, crash-safe checkpoints, exact resume, config mismatch, NaN guard, bad input.
 
-The quick tests run in-process on tiny pytrees and the micro ResNet. The slow one drives real
-`python -m contrastive_jax.main` processes through SIGTERM and a SIGKILL in the middle of a
+The quick tests run in-process on tiny pytrees and the tiny config's nano ResNet. The slow one
+drives real `python -m contrastive_jax.main` processes through SIGTERM and a SIGKILL in the middle of a
 checkpoint write, and compares the final parameters with an uninterrupted run of the same step
 function over the same data stream.
 """

@@ -119,8 +119,8 @@ def _grads(env, batch, wrt="params"):
 
 # ----------------------------------------------------------------------------- 8 devices == 1 devic
 
-# On 2 CPU cores each case costs ~30 s of compilation: MoCo v2 (queue, all_gather, EMA) and BYOL
-# (EMA, predictor) run by default, the rest with the slow tests (`-m slow`).
+# On 2 CPU cores each case costs 12-28 s, mostly compilation (nano ResNet): MoCo v2 (queue,
+# all_gather, EMA) and BYOL (EMA, predictor) run by default, the rest with the slow tests (`-m slow`).
 _FAST = ("moco_v2", "byol")
 
 
