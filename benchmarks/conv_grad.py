@@ -11,19 +11,29 @@ For each stage of resnet_tiny (a SimCLR batch of 256 pairs = 512 images; 32x32x1
           shape Eigen's spatial convolution handles worst; the input gradient stays XLA's;
   mm_all  both gradients as matmuls (the input gradient as a matmul then col2im, a sum of 9 shifts).
 The two rewrites are checked against the native gradients (the largest difference relative to the
-largest entry, printed; tests/test_conv_grad_bench.py holds them to 1e-5 on small inputs). Result
-(2026-12-01, README "Train step"): neither wins where the step spends its time (the 32x32 and
-16x16 stages), so the train step keeps XLA's convolutions. Importable without TensorFlow.
+largest entry, printed; tests/test_conv_grad_bench.py holds them to 1e-5 on small inputs).
+
+It runs with the trainer's XLA:CPU convolution setting (contrastive_jax/cpu_convolutions.py: weight
+gradients off YNNPACK). jaxlib's own default, for the before/after of README "Train step":
+  XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=individual_convolution python benchmarks/conv_grad.py
+Importable without TensorFlow.
 """
 
 import argparse
 import json
 import os
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from contrastive_jax import cpu_convolutions  # noqa: E402
+
+cpu_convolutions.configure()  # before jax starts; an XLA_FLAGS naming the option wins
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 DN = ("NHWC", "HWIO", "NHWC")
 SHAPES = ((32, 16), (16, 32), (8, 64), (4, 128))  # resnet_tiny's stages: (side, channels)
@@ -131,7 +141,9 @@ def main():
   a = p.parse_args()
   load_before = os.getloadavg()[0]  # > 0.5: not a quiet machine, the times are noise
   rows = [bench(a.batch, s, c, a.repeats) for s, c in SHAPES]
+  xla_flags = os.environ.get("XLA_FLAGS", "")
   print(f"# load average before {load_before:.2f}, jax {jax.__version__}, {os.cpu_count()} CPUs")
+  print(f"# XLA_FLAGS={xla_flags!r}")
   print(
     f"{'shape (B,H,W,C)':<20} {'native ms':>10} {'mm_dw ms':>9} {'mm_all ms':>10} {'rel diff':>9}"
   )
@@ -142,7 +154,12 @@ def main():
       f"{max(r['mm_dw_rel_diff_dw'], r['mm_all_rel_diff_dw'], r['mm_all_rel_diff_dx']):>9.1e}"
     )
   for r in rows:
-    r.update(load_average_1m_before=load_before, cpus=os.cpu_count(), jax=jax.__version__)
+    r.update(
+      load_average_1m_before=load_before,
+      cpus=os.cpu_count(),
+      jax=jax.__version__,
+      xla_flags=xla_flags,
+    )
   os.makedirs(os.path.dirname(a.out), exist_ok=True)
   with open(a.out, "w", encoding="utf-8") as f:
     json.dump(rows, f, indent=2)

@@ -24,10 +24,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from contrastive_jax import cpu_devices  # noqa: E402
+from contrastive_jax import cpu_convolutions, cpu_devices  # noqa: E402
 
 # The same CPU device count as ./run.sh (one device per core; CONTRASTIVE_JAX_CPU_DEVICES=1 for one).
 cpu_devices.configure()
+# And the same convolution setting (cpu_convolutions.py); an XLA_FLAGS naming the option wins, e.g.
+# --xla_cpu_experimental_ynn_fusion_type=individual_convolution for jaxlib's own default.
+cpu_convolutions.configure()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

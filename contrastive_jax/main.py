@@ -19,13 +19,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # that needs `tf.keras` in this process: run with TF_USE_LEGACY_KERAS=0).
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from contrastive_jax import cpu_devices  # noqa: E402  (no jax import: it must precede jax's start)
+from contrastive_jax import cpu_convolutions, cpu_devices  # noqa: E402  (no jax import: before jax)
 
 # Before anything starts jax: on CPU, one device per core is ~1.5x the step rate (cpu_devices.py).
 try:
   cpu_devices.configure()
 except ValueError as e:  # a bad CONTRASTIVE_JAX_CPU_DEVICES: say so before anything starts
   sys.exit(f"contrastive_jax: {e}")
+# Convolutions on XLA's own kernels, not YNNPACK's: weight gradients 1.5-10x faster on CPU.
+cpu_convolutions.configure()
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402

@@ -10,6 +10,11 @@ import tempfile
 os.environ["XLA_FLAGS"] = (
   os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
+# The trainer's convolution setting (contrastive_jax/cpu_convolutions.py, added by the command line
+# too), so that in-process tests run the programs users run; subprocesses inherit it.
+from contrastive_jax import cpu_convolutions  # noqa: E402  (imports no jax)
+
+cpu_convolutions.configure()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
