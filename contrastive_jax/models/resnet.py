@@ -28,7 +28,7 @@ NORMS = ("batch", "group", "layer")
 
 class Conv(nn.Conv):
   """nn.Conv whose input XLA:CPU reads as a buffer in training (cpu_fusion.py: its weight gradient's
-  transpose then copies memory instead of recomputing the normalisation; 1.6x the CPU train step).
+  transpose then copies memory instead of recomputing the normalisation; 1.3-1.6x the CPU step).
   Off in evaluation, where no weight gradient is taken and the copy would be pure cost."""
 
   materialize_input: bool = False
@@ -74,7 +74,8 @@ class Norm(nn.Module):
         # form cancels when a channel's mean dwarfs its spread, and its float32 rounding then
         # depends on how the batch is split (SupCon's 8-device step left a stem weight 2e-3
         # relative off the 1-device one, tests/test_methods.py). One more cross-device mean of a
-        # (C,) vector per layer; about 10% of the 2-core CPU step (307.8 -> 275.4 images/s).
+        # (C,) vector per layer: 307.8 -> 275.4 images/s in one back-to-back pair on the 2-core CPU,
+        # within that host's run-to-run spread (README "Train step").
         use_fast_variance=False,
         name="bn",
       )(x)
