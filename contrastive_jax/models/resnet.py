@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from contrastive_jax.models import cpu_fusion
+from contrastive_jax.models import cpu_fusion, small_convs
 
 # He init with fan_out, as torchvision and the Flax ImageNet example use for ResNets.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -29,9 +29,12 @@ NORMS = ("batch", "group", "layer")
 class Conv(nn.Conv):
   """nn.Conv whose input XLA:CPU reads as a buffer in training (cpu_fusion.py: its weight gradient's
   transpose then copies memory instead of recomputing the normalisation; 1.3-1.6x the CPU step).
-  Off in evaluation, where no weight gradient is taken and the copy would be pure cost."""
+  Off in evaluation, where no weight gradient is taken and the copy would be pure cost. On CPU a
+  conv whose output is smaller than its kernel (the last stage at 16 px) runs as a matmul over
+  patches (small_convs.py: XLA:CPU's swapped-operand form of it is ~10x slower)."""
 
   materialize_input: bool = False
+  conv_general_dilated: Callable | None = small_convs.conv_general_dilated
 
   def __call__(self, inputs):
     if self.materialize_input:
