@@ -159,7 +159,7 @@ def test_cpu_presets_share_one_run():
   keys = ("model", "batch_size", "total_epochs", "total_steps", "optim", "eval_every_epochs")
   keys += ("eval_at_start", "log_every_steps", "checkpoint_every_steps")
   simclr = importlib.import_module("configs.simclr_cifar10").get_config("cpu")
-  assert simclr.optim.base_lr == 1.6e-2 and simclr.total_epochs == 10.0
+  assert simclr.optim.base_lr == 1.6e-2 and simclr.total_epochs == 15.0
   simclr.optim.base_lr, simclr.total_epochs = 2e-3, 5.0
   ref = _shared(simclr, keys)
   for name in _NAMES:
