@@ -46,7 +46,7 @@ def _pads(lhs_shape, rhs_shape, strides, padding):
   return [tuple(int(p) for p in pair) for pair in padding]
 
 
-def takes_patches_path(
+def _patch_pads(
   lhs_shape,
   rhs_shape,
   strides,
@@ -56,24 +56,32 @@ def takes_patches_path(
   dimension_numbers=None,
   feature_group_count=1,
   batch_group_count=1,
-) -> bool:
-  """Whether `conv_general_dilated` computes this convolution as a matmul over patches."""
+):
+  """The explicit paddings if the patches path takes this convolution, else None."""
   if not enabled() or len(lhs_shape) != 4 or len(rhs_shape) != 4:
-    return False
+    return None
   if dimension_numbers is None or lax.conv_dimension_numbers(
     lhs_shape, rhs_shape, dimension_numbers
   ) != lax.conv_dimension_numbers(lhs_shape, rhs_shape, _NHWC):
-    return False
+    return None
   if feature_group_count != 1 or batch_group_count != 1:
-    return False
+    return None
   if not (_ones(lhs_dilation) and _ones(rhs_dilation)):
-    return False
+    return None
   strides = tuple(strides) if strides is not None else (1, 1)
   pads = _pads(lhs_shape, rhs_shape, strides, padding)
   out = [
     (lhs_shape[1 + i] + pads[i][0] + pads[i][1] - rhs_shape[i]) // strides[i] + 1 for i in range(2)
   ]
-  return min(out) >= 1 and (out[0] < rhs_shape[0] or out[1] < rhs_shape[1])
+  small = min(out) >= 1 and (out[0] < rhs_shape[0] or out[1] < rhs_shape[1])
+  return pads if small else None
+
+
+def takes_patches_path(*args, **kwargs) -> bool:
+  """Whether `conv_general_dilated` computes this convolution as a matmul over patches (the
+  arguments of `_patch_pads`: shapes, strides, padding, then lax's dilations, dimension numbers
+  and group counts)."""
+  return _patch_pads(*args, **kwargs) is not None
 
 
 def patches_conv(lhs, rhs, strides, pads, precision=None, preferred_element_type=None):
@@ -105,42 +113,19 @@ def patches_conv(lhs, rhs, strides, pads, precision=None, preferred_element_type
 
 
 def conv_general_dilated(
-  lhs,
-  rhs,
-  window_strides,
-  padding,
-  lhs_dilation=None,
-  rhs_dilation=None,
-  dimension_numbers=None,
-  feature_group_count=1,
-  batch_group_count=1,
-  precision=None,
-  preferred_element_type=None,
+  lhs, rhs, window_strides, padding, *, precision=None, preferred_element_type=None, **conv
 ):
-  """lax.conv_general_dilated, through `patches_conv` where `takes_patches_path` says so."""
-  if takes_patches_path(
-    lhs.shape,
-    rhs.shape,
-    window_strides,
-    padding,
-    lhs_dilation,
-    rhs_dilation,
-    dimension_numbers,
-    feature_group_count,
-    batch_group_count,
-  ):
-    pads = _pads(lhs.shape, rhs.shape, tuple(window_strides), padding)
+  """lax.conv_general_dilated (its other arguments by keyword, as flax's nn.Conv passes them),
+  through `patches_conv` where `takes_patches_path` says so."""
+  pads = _patch_pads(lhs.shape, rhs.shape, window_strides, padding, **conv)
+  if pads is not None:
     return patches_conv(lhs, rhs, tuple(window_strides), pads, precision, preferred_element_type)
   return lax.conv_general_dilated(
     lhs,
     rhs,
     window_strides,
     padding,
-    lhs_dilation=lhs_dilation,
-    rhs_dilation=rhs_dilation,
-    dimension_numbers=dimension_numbers,
-    feature_group_count=feature_group_count,
-    batch_group_count=batch_group_count,
     precision=precision,
     preferred_element_type=preferred_element_type,
+    **conv,
   )
